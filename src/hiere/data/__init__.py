@@ -1,0 +1,1 @@
+"""Readers with validation, vocabularies and relation maps."""

@@ -1,0 +1,1 @@
+"""Shared encoders: word embeddings (GloVe), CNN/PCNN, BiLSTM, transformers."""

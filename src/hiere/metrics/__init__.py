@@ -1,0 +1,1 @@
+"""Metrics that match the reference scorers: DocRED (doc.py) and OpenNRE/HNRE (bag.py)."""

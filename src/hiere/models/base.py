@@ -1,0 +1,139 @@
+"""The contract every hiere model follows (one file per model, registered in ``hiere.models``).
+
+Life of a model:
+
+1. ``resources = Model.build_resources(config, train_examples, relations)`` — vocabularies and maps
+   learned from the training data only; saved in the model directory.
+2. ``model = Model(config, resources)`` — builds layers; loads no pretrained weights.
+3. ``model.init_pretrained()`` — a *new* run only: copies GloVe vectors / Hugging Face weights in.
+   A saved model restores everything from its own ``model.safetensors`` instead.
+4. ``features = model.featurize(example)`` once per example (cached by the trainer), then
+   ``batch = model.collate(list_of_features)`` and ``output = model(batch)``.
+
+``forward`` returns a dict:
+
+* ``"scores"``: ``(n_rows, n_relations)`` float tensor, column 0 = NA. A *document* model has one row
+  per candidate entity pair, listed in ``batch["pairs"]`` as ``(position_in_batch, h_idx, t_idx)``;
+  a *bag* model one row per bag, in batch order.
+  ``decision == "global"``: scores are probabilities and a fact is predicted when its score reaches
+  a global threshold tuned on dev. ``"adaptive"``: scores are ``logit_r - logit_TH`` (ATLOP) and the
+  threshold is 0. ``"ranking"`` (bag models): scores are probabilities ranked for PR curves.
+* ``"loss"``: a scalar when the batch has labels (training), else absent.
+* ``"explanations"`` (optional): a list with one JSON-able dict per row (attention weights, key pairs).
+
+Tensors in a batch may live anywhere; the trainer moves every tensor (also inside lists/dicts)
+to the device. Non-tensor values pass through untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from hiere.data.relations import RelationMap
+from hiere.data.vocab import Vocab
+from hiere.errors import HiereConfigError
+
+
+@dataclasses.dataclass
+class Resources:
+    """Everything besides the weights that a model needs to run: saved as JSON in ``model_dir/resources``."""
+
+    relations: RelationMap
+    vocabs: dict[str, Vocab] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # JSON-able (hierarchy, sizes, ...)
+    model_dir: Path | None = None  # set when loaded from a saved model (assets such as a tokenizer live here)
+
+    def save(self, model_dir: str | Path) -> None:
+        from hiere.io import write_json_atomic
+
+        folder = Path(model_dir) / "resources"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.relations.save(folder / "relations.json")
+        for name, vocab in self.vocabs.items():
+            vocab.save(folder / f"vocab_{name}.json")
+        write_json_atomic(folder / "extra.json", self.extra, indent=1)
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> Resources:
+        folder = Path(model_dir) / "resources"
+        vocabs = {p.stem[len("vocab_") :]: Vocab.load(p) for p in sorted(folder.glob("vocab_*.json"))}
+        extra = json.loads((folder / "extra.json").read_text(encoding="utf-8"))
+        return cls(RelationMap.load(folder / "relations.json"), vocabs, extra, Path(model_dir))
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Base for each model's hyperparameters; subclasses set the paper's defaults."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known - {"name"})
+        if unknown:
+            raise HiereConfigError(f"unknown model keys {unknown} for {cls.__qualname__}; known: {sorted(known)}")
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class HiereModel(nn.Module):
+    name: ClassVar[str]
+    task: ClassVar[str]  # "doc" or "bag"
+    decision: ClassVar[str] = "global"  # "global" | "adaptive" | "ranking" (see module docstring)
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig, resources: Resources):
+        super().__init__()
+        self.config = config
+        self.resources = resources
+
+    @property
+    def relations(self) -> RelationMap:
+        return self.resources.relations
+
+    @classmethod
+    def build_resources(cls, config: ModelConfig, train_examples: list, relations: RelationMap) -> Resources:
+        return Resources(relations)
+
+    def init_pretrained(self) -> None:
+        """Load pretrained weights for a new run (GloVe, Hugging Face). Default: nothing."""
+
+    def featurize(self, example: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook for schedules inside a model (warm-up phases, EM steps, memory decay)."""
+
+    def save_assets(self, model_dir: Path) -> None:
+        """Write files besides weights and resources that loading needs (a tokenizer, an HF config)."""
+
+    def parameter_groups(self, lr: float, encoder_lr: float | None, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups; parameters whose name starts with ``encoder.transformer`` get ``encoder_lr``."""
+        pretrained, rest = [], []
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                (pretrained if name.startswith("encoder.transformer") else rest).append(parameter)
+        groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
+        if pretrained:
+            groups.append({"params": pretrained, "lr": encoder_lr or lr, "weight_decay": weight_decay})
+        return groups
+
+
+def pad_sequences(sequences: list[list[int]], value: int = 0, dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """``[[1, 2], [3]] -> tensor([[1, 2], [3, 0]])``."""
+    width = max((len(s) for s in sequences), default=0)
+    out = torch.full((len(sequences), max(width, 1)), value, dtype=dtype)
+    for row, sequence in enumerate(sequences):
+        if sequence:
+            out[row, : len(sequence)] = torch.as_tensor(sequence, dtype=dtype)
+    return out
