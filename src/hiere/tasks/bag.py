@@ -1,0 +1,147 @@
+"""Bag-level task: OpenNRE jsonl in, ranked ``{"h", "t", "relation", "score"}`` records out.
+
+Bag models are judged by ranking (PR curve), so ``decode`` writes a record for every bag and every
+non-NA relation whatever the threshold; ``tune_threshold`` still reports the dev score at max
+micro-F1, which a user may apply to keep only confident facts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hiere.data.bags import Bag, iter_json_records, read_bags, read_long_tail
+from hiere.data.relations import NA, RelationMap
+from hiere.errors import HiereInputError
+from hiere.metrics.bag import plot_pr_curves, pr_curve, score_bags
+
+
+class BagTask:
+    name = "bag"
+    primary_metric = "pr_auc"
+    unit = "bags"
+
+    def read(
+        self,
+        path: str | Path,
+        relations: Iterable[str] | RelationMap | None = None,
+        require_labels: bool = False,
+        mode: str = "pair",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Bag]:
+        """Bags of an OpenNRE jsonl file; ``mode="pair_relation"`` gives OpenNRE's training bags."""
+        return read_bags(
+            path, relations, mode=mode, require_labels=require_labels, limit=limit, offset=offset
+        )
+
+    def relation_ids(self, examples: list[Bag]) -> set[str]:
+        return {r for bag in examples for r in bag.relations if r != NA}
+
+    def decode(
+        self,
+        examples: list[Bag],
+        rows: list[tuple[int, Any]],
+        scores: torch.Tensor,
+        relations: RelationMap,
+        threshold: float = 0.0,
+        explanations: list[dict] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One record per bag and non-NA relation, in row then relation-map order (``threshold`` unused).
+
+        An explanation dict of a row is added to each record of its bag; its optional
+        ``"by_relation": {relation: {...}}`` entry goes only to that relation's record.
+        """
+        values = scores[:, 1:].detach().float().cpu().tolist()
+        names = relations.relations[1:]
+        records = []
+        for row, (example_index, _) in enumerate(rows):
+            bag = examples[example_index]
+            shared, by_relation = {}, {}
+            if explanations is not None and explanations[row]:
+                shared = {k: v for k, v in explanations[row].items() if k != "by_relation"}
+                by_relation = explanations[row].get("by_relation") or {}
+            for relation, score in zip(names, values[row], strict=True):
+                record = {"h": bag.head_id, "t": bag.tail_id, "relation": relation, "score": score}
+                record.update(shared)
+                record.update(by_relation.get(relation, {}))
+                records.append(record)
+        return records
+
+    def tune_threshold(
+        self, examples: list[Bag], rows: list[tuple[int, Any]], scores: torch.Tensor, relations: RelationMap
+    ) -> tuple[float, float]:
+        """``(score at max micro-F1, max micro-F1)`` on dev bags."""
+        result = score_bags(examples, self.decode(examples, rows, scores, relations))
+        return float(result["threshold"]), float(result["micro_f1"])
+
+    def metrics(
+        self,
+        examples: list[Bag],
+        records: list[dict[str, Any]],
+        train: list[Bag] | None = None,
+        long_tail: str | Path | Iterable[str] | None = None,
+        relations: RelationMap | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        """PR-AUC, P@N, P@M, micro/macro-F1 and, with a long-tail list (file or names), Hits@10/15/20."""
+        tail = read_long_tail(long_tail) if isinstance(long_tail, str | Path) else long_tail
+        order = relations.relations if relations is not None else None
+        return score_bags(examples, records, tail, order)
+
+    def plot(self, examples: list[Bag], runs: Mapping[str, list[dict[str, Any]]], path: str | Path) -> None:
+        """PR curves of several prediction lists ``{label: records}`` on one PNG."""
+        plot_pr_curves({label: pr_curve(examples, records) for label, records in runs.items()}, path)
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """A bag prediction file (JSON list or jsonl of ``{"h", "t", "relation", "score"}``), validated."""
+    records, seen = [], set()
+    for where, record in iter_json_records(path):
+        if not isinstance(record, dict):
+            raise HiereInputError(
+                str(path), where, None, 'a prediction must be an object {"h", "t", "relation", "score"}'
+            )
+        for key in ("h", "t"):
+            if not isinstance(record.get(key), str | int) or isinstance(record.get(key), bool):
+                raise HiereInputError(str(path), where, key, "missing or not an entity id")
+        if not isinstance(record.get("relation"), str):
+            raise HiereInputError(str(path), where, "relation", "missing or not a string")
+        score = record.get("score")
+        if not isinstance(score, int | float) or isinstance(score, bool) or not math.isfinite(score):
+            raise HiereInputError(str(path), where, "score", f"must be a finite number, got {score!r}")
+        key = (str(record["h"]), str(record["t"]), record["relation"])
+        if key in seen and key[2] != NA:
+            raise HiereInputError(str(path), where, None, f"(h, t, relation) {key} is scored twice")
+        seen.add(key)
+        records.append(record)
+    return records
+
+
+def score_files(
+    gold_path: str | Path,
+    pred_paths: str | Path | Sequence[str | Path],
+    long_tail: str | Path | None = None,
+    plot: str | Path | None = None,
+) -> dict[str, Any]:
+    """``hiere score --task bag GOLD PRED...``: one file's metrics, or ``{file: metrics}`` for several.
+
+    ``plot``: a PNG with the PR curve of every prediction file (labelled by file name).
+    """
+    paths = [pred_paths] if isinstance(pred_paths, str | Path) else list(pred_paths)
+    gold = read_bags(gold_path, require_labels=True)
+    tail = read_long_tail(long_tail) if long_tail is not None else None
+    runs = {str(path): read_predictions(path) for path in paths}
+    results = {label: score_bags(gold, records, tail) for label, records in runs.items()}
+    if plot is not None:
+        stems = [Path(label).stem for label in runs]
+        labels = stems if len(set(stems)) == len(stems) else list(runs)
+        TASK.plot(gold, dict(zip(labels, runs.values(), strict=True)), plot)
+    return results[str(paths[0])] if len(paths) == 1 else results
+
+
+TASK = BagTask()
