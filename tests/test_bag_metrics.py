@@ -73,7 +73,7 @@ def test_tiny_case_by_hand(tiny):
     # area: only the step .5 -> 1 counts: .5 * (1/2 + 2/3) / 2
     assert result["pr_auc"] == pytest.approx(0.5 * (0.5 + 2 / 3) / 2)
     assert result["micro_f1"] == pytest.approx(0.8)  # rank 3: 2 * (2/3) * 1 / (2/3 + 1)
-    assert result["threshold"] == 0.7
+    assert result["micro_f1_threshold"] == 0.7
     # at score >= .7: CONTAINS predicted twice, once right (F1 2/3); the other relation once, right (F1 1)
     assert result["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
     assert result["p@100"] == pytest.approx(0.02)  # 2 correct, the 94 missing records count as wrong
@@ -209,8 +209,10 @@ def test_task_decode_tune_and_metrics(test_bags, relations, tmp_path):
     }
     assert all(("level" in r) == (r["relation"] == CONTAINS) for r in records)
     threshold, f1 = task.tune_threshold(bags, rows, scores, relations)
-    result = task.metrics(bags, records, long_tail=DATA / "hnre" / "rel200.txt")
-    assert (threshold, f1) == (result["threshold"], result["micro_f1"])
+    plot = tmp_path / "dev_pr.png"
+    result = task.metrics(bags, records, long_tail=DATA / "hnre" / "rel200.txt", plot=plot)
+    assert (threshold, f1) == (result["micro_f1_threshold"], result["micro_f1"])
+    assert plot.read_bytes()[:4] == b"\x89PNG"
     assert {"pr_auc", "p@100", "p@m", "macro_f1", "hits@10_micro", "hits@20_macro", "n_facts"} <= set(result)
     assert task.relation_ids(bags) == {r for b in bags for r in b.relations} - {"NA"}
 

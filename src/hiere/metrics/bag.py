@@ -190,7 +190,7 @@ def score_bags(
         result[f"p@{n}"] = precision_at(correct, n)
     result["p@m"] = float(np.mean([result[f"p@{n}"] for n in PRECISION_AT]))
     result["micro_f1"] = float(f1[best]) if len(f1) else 0.0
-    result["threshold"] = ranked[best][1] if ranked else 0.0
+    result["micro_f1_threshold"] = ranked[best][1] if ranked else 0.0
     result["macro_f1"] = macro_f1(ranked, facts, ranked[best][1]) if ranked else 0.0
     result.update(
         n_bags=len(bags), n_facts=len(facts), n_predictions=len(ranked), n_correct=int(sum(correct))

@@ -77,7 +77,7 @@ class BagTask:
     ) -> tuple[float, float]:
         """``(score at max micro-F1, max micro-F1)`` on dev bags."""
         result = score_bags(examples, self.decode(examples, rows, scores, relations))
-        return float(result["threshold"]), float(result["micro_f1"])
+        return float(result["micro_f1_threshold"]), float(result["micro_f1"])
 
     def metrics(
         self,
@@ -86,11 +86,18 @@ class BagTask:
         train: list[Bag] | None = None,
         long_tail: str | Path | Iterable[str] | None = None,
         relations: RelationMap | None = None,
+        plot: str | Path | None = None,
         **_: Any,
     ) -> dict[str, Any]:
-        """PR-AUC, P@N, P@M, micro/macro-F1 and, with a long-tail list (file or names), Hits@10/15/20."""
+        """PR-AUC, P@N, P@M, micro/macro-F1 and, with a long-tail list (file or names), Hits@10/15/20.
+
+        ``relations``: the model's map, whose order picks a bag's first gold relation for Hits@K
+        (default: the order of the records). ``plot``: also draw the PR curve to this PNG.
+        """
         tail = read_long_tail(long_tail) if isinstance(long_tail, str | Path) else long_tail
         order = relations.relations if relations is not None else None
+        if plot is not None:
+            self.plot(examples, {Path(plot).stem: records}, plot)
         return score_bags(examples, records, tail, order)
 
     def plot(self, examples: list[Bag], runs: Mapping[str, list[dict[str, Any]]], path: str | Path) -> None:
