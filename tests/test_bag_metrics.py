@@ -240,6 +240,8 @@ def test_score_files_with_plot(tmp_path, relations):
     assert both[str(tmp_path / "good.json")]["micro_f1"] == 1.0
     assert both[str(tmp_path / "bad.jsonl")]["p@100"] == 0.0
     assert "hits@10_micro" in both[str(tmp_path / "good.json")]
+    names = read_long_tail(DATA / "hnre" / "rel100.txt")  # the CLI passes the names
+    assert score_files(gold_path, [tmp_path / "good.json", tmp_path / "bad.jsonl"], names) == both
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in plot.parent.iterdir()] == ["pr.png"]  # atomic write leaves no temp file
 

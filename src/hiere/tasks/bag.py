@@ -132,16 +132,17 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
 def score_files(
     gold_path: str | Path,
     pred_paths: str | Path | Sequence[str | Path],
-    long_tail: str | Path | None = None,
+    long_tail: str | Path | Iterable[str] | None = None,
     plot: str | Path | None = None,
 ) -> dict[str, Any]:
     """``hiere score --task bag GOLD PRED...``: one file's metrics, or ``{file: metrics}`` for several.
 
-    ``plot``: a PNG with the PR curve of every prediction file (labelled by file name).
+    ``long_tail``: HNRE's list for Hits@K, a file or the relation names. ``plot``: a PNG with the PR
+    curve of every prediction file (labelled by file name).
     """
     paths = [pred_paths] if isinstance(pred_paths, str | Path) else list(pred_paths)
     gold = read_bags(gold_path, require_labels=True)
-    tail = read_long_tail(long_tail) if long_tail is not None else None
+    tail = read_long_tail(long_tail) if isinstance(long_tail, str | Path) else long_tail
     runs = {str(path): read_predictions(path) for path in paths}
     results = {label: score_bags(gold, records, tail) for label, records in runs.items()}
     if plot is not None:
