@@ -1,0 +1,1 @@
+"""Raw text for ``hiere extract``: spaCy pipeline (:mod:`.pipeline`), mention clusters (:mod:`.clusters`)."""
