@@ -180,6 +180,11 @@ class BagModel(HiereModel):
             with torch.no_grad():
                 embedding.weight[0].zero_()
 
+    @classmethod
+    def training_read_options(cls, config: BagModelConfig) -> dict[str, Any]:
+        """OpenNRE training bags by (pair, relation) for ``training_bags: relation``, pair bags otherwise."""
+        return {"mode": "pair_relation" if config.training_bags == "relation" else "pair"}
+
     def init_pretrained(self) -> None:
         self.encoder.word_embedding.load_pretrained(self.resources.vocabs["words"], self.config.glove)
 

@@ -1,0 +1,334 @@
+"""CNN/PCNN encoders, cnn_att / pcnn_att (ATT, AVE, ONE) and HNRE on small slices of NYT10 and GIDS."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hiere.data.bags import read_bags
+from hiere.data.relations import RelationMap
+from hiere.encoders.cnn import CNNEncoder, collate_sentences, sentence_features
+from hiere.models import get_model_class
+from hiere.models.bag.common import training_groups
+from hiere.models.base import Resources
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+NYT10 = DATA / "nyt10"
+SMALL = {"glove_vocab": 0, "hidden": 8}  # tiny layers and vocabulary: fast tests
+
+
+@pytest.fixture(scope="module")
+def relations() -> RelationMap:
+    return RelationMap.from_rel_info(NYT10 / "nyt10_rel2id.json")
+
+
+@pytest.fixture(scope="module")
+def train_bags(relations):
+    return read_bags(
+        NYT10 / "nyt10sub_train90.txt", relations, mode="pair_relation", require_labels=True, limit=30
+    )
+
+
+@pytest.fixture(scope="module")
+def pair_bags(relations):
+    """Evaluation bags (whole entity pairs) from the test file, the first 120."""
+    return read_bags(NYT10 / "nyt10sub_test.txt", relations, require_labels=True, limit=120)
+
+
+def build(name: str, train_bags, relations, seed: int = 0, pretrained: bool = False, **options):
+    """A small model; word vectors stay random unless ``pretrained`` (GloVe loading is tested once)."""
+    model_class = get_model_class(name)
+    config = model_class.Config.from_dict({**SMALL, **options})
+    resources = model_class.build_resources(config, train_bags, relations)
+    torch.manual_seed(seed)
+    model = model_class(config, resources)
+    if pretrained:
+        model.init_pretrained()
+    return model
+
+
+def batch_of(model, bags):
+    return model.collate([model.featurize(bag) for bag in bags])
+
+
+def multi_sentence(bags, n: int = 4):
+    chosen = [bag for bag in bags if bag.size > 1][:n]
+    assert len(chosen) == n
+    return chosen
+
+
+# ---------------------------------------------------------------- encoder
+
+
+def test_glove_vectors_and_vocabulary(train_bags, relations):
+    from hiere.encoders.glove import read_glove
+
+    model = build("pcnn_att", train_bags, relations, pretrained=True, glove_vocab=50)
+    words = model.resources.vocabs["words"]
+    assert "paris" in words.stoi and "the" in words.stoi
+    assert len(words) > 50  # training words plus the 50 most frequent GloVe words
+    _, vectors = read_glove(words=["paris"])
+    embedding = model.encoder.word_embedding.embedding.weight
+    torch.testing.assert_close(embedding[words["paris"]], torch.from_numpy(vectors[0]))
+    assert embedding[0].abs().sum() == 0  # padding
+
+
+def test_sentence_features_positions_and_pcnn_segments(train_bags, relations):
+    model = build("pcnn_att", train_bags, relations)
+    sentence = train_bags[0].sentences[0]  # "... known as karl_lagerfeld ... in paris , his home ..."
+    features = sentence_features(sentence, model.resources.vocabs["words"], max_length=120)
+    head, tail = sentence.head[0], sentence.tail[0]
+    assert sentence.tokens[head] == "karl_lagerfeld" and sentence.tokens[tail] == "paris"
+    assert features["pos_head"][head] == 120 and features["pos_tail"][tail] == 120
+    assert features["pos_head"][0] == 120 - head
+    assert features["segments"][: head + 1] == [1] * (head + 1)
+    assert features["segments"][head + 1 : tail + 1] == [2] * (tail - head)
+    assert features["segments"][tail + 1 :] == [3] * (len(sentence.tokens) - tail - 1)
+
+
+def test_long_sentences_are_cut_and_positions_clipped(train_bags, relations):
+    model = build("pcnn_att", train_bags, relations)
+    sentence = train_bags[0].sentences[0]
+    features = sentence_features(sentence, model.resources.vocabs["words"], max_length=8)
+    assert len(features["word_ids"]) == 8
+    assert all(1 <= p <= 15 for p in features["pos_head"] + features["pos_tail"])  # 1 .. 2 * 8 - 1
+    assert features["pos_tail"][-1] == 8  # the tail (beyond the cut) sits on the last kept token
+
+
+@pytest.mark.parametrize("pooling, size", [("cnn", 230), ("pcnn", 690)])
+def test_encoder_default_sizes_and_padding_invariance(train_bags, relations, pooling, size):
+    model = build("pcnn_att", train_bags, relations)
+    words = model.resources.vocabs["words"]
+    torch.manual_seed(0)
+    encoder = CNNEncoder(len(words), word_dim=50, pooling=pooling).eval()
+    assert encoder.output_size == size
+    sentences = [s for bag in train_bags for s in bag.sentences][:5]
+    features = [sentence_features(s, words, 120) for s in sentences]
+    together = encoder(collate_sentences(features))  # padded to the longest sentence
+    alone = torch.cat([encoder(collate_sentences([f])) for f in features])
+    assert together.shape == (5, size)
+    torch.testing.assert_close(together, alone)  # padding never wins a max
+
+
+# ---------------------------------------------------------------- cnn_att / pcnn_att
+
+
+@pytest.mark.parametrize("name", ["cnn_att", "pcnn_att"])
+@pytest.mark.parametrize("aggregation", ["att", "ave", "one"])
+def test_shapes_and_gradients(train_bags, relations, name, aggregation):
+    model = build(name, train_bags, relations, aggregation=aggregation)
+    batch = batch_of(model, train_bags[:8])
+    model.train()
+    output = model(batch)
+    assert output["loss"].dim() == 0 and output["scores"].shape == (8, len(relations))
+    output["loss"].backward()
+    assert model.encoder.conv.weight.grad.abs().sum() > 0
+    assert model.encoder.word_embedding.embedding.weight.grad.abs().sum() > 0
+    assert model.classifier.weight.grad.abs().sum() > 0
+    if aggregation == "att":
+        assert model.relation_queries.grad.abs().sum() > 0
+    else:
+        assert model.relation_queries is None  # AVE / ONE have no queries
+    model.eval()
+    with torch.no_grad():
+        scores = model(batch)["scores"]
+    assert scores.shape == (8, len(relations)) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_cnn_att_uses_plain_max_pooling(train_bags, relations):
+    assert build("cnn_att", train_bags, relations).encoder.output_size == 8
+    assert build("pcnn_att", train_bags, relations).encoder.output_size == 24
+    assert build("cnn_att", train_bags, relations, encoder="pcnn").encoder.output_size == 24
+
+
+def test_att_ave_one_give_different_scores(train_bags, pair_bags, relations):
+    bags = multi_sentence(pair_bags)
+    att = build("pcnn_att", train_bags, relations, aggregation="att")
+    scores = {}
+    for aggregation in ("att", "ave", "one"):
+        model = build("pcnn_att", train_bags, relations, aggregation=aggregation)
+        model.load_state_dict(att.state_dict(), strict=False)  # same encoder and classifier
+        model.eval()
+        with torch.no_grad():
+            scores[aggregation] = model(batch_of(model, bags))["scores"]
+    assert not torch.allclose(scores["att"], scores["ave"])
+    assert not torch.allclose(scores["ave"], scores["one"])
+    assert not torch.allclose(scores["att"], scores["one"])
+    torch.testing.assert_close(scores["ave"].sum(dim=1), torch.ones(len(bags)))  # AVE: one softmax per bag
+
+
+def test_att_scores_each_relation_with_its_own_query(train_bags, pair_bags, relations):
+    bag = multi_sentence(pair_bags, 1)[0]
+    model = build("pcnn_att", train_bags, relations).eval()
+    with torch.no_grad():
+        batch = batch_of(model, [bag])
+        scores = model(batch)["scores"][0]
+        sentences = model.encoder(batch)  # (n_sent, hidden)
+        for relation in (0, 5, relations["/location/location/contains"]):
+            alpha = torch.softmax(sentences @ model.relation_queries[relation], dim=0)  # Lin et al. eq. 6
+            expected = torch.softmax(model.classifier(alpha @ sentences), dim=0)[relation]  # eqs. 8-9
+            torch.testing.assert_close(scores[relation], expected)
+
+
+def test_one_takes_the_best_sentence(train_bags, pair_bags, relations):
+    bag = multi_sentence(pair_bags, 1)[0]
+    model = build("cnn_att", train_bags, relations, aggregation="one").eval()
+    with torch.no_grad():
+        batch = batch_of(model, [bag])
+        per_sentence = torch.softmax(model.classifier(model.encoder(batch)), dim=-1)
+        torch.testing.assert_close(model(batch)["scores"][0], per_sentence.max(dim=0).values)
+
+
+def test_att_explanations_sum_to_one(train_bags, pair_bags, relations):
+    bags = multi_sentence(pair_bags, 2)
+    model = build("pcnn_att", train_bags, relations).eval()
+    with torch.no_grad():
+        output = model(batch_of(model, bags))
+    for bag, explanation in zip(bags, output["explanations"], strict=True):
+        by_relation = explanation["by_relation"]
+        assert set(by_relation) == set(relations.relations[1:])
+        weights = by_relation["/people/person/nationality"]["attention"]["weights"]
+        assert len(weights) == 1 and len(weights[0]) == bag.size
+        assert sum(weights[0]) == pytest.approx(1.0, abs=1e-4)
+
+
+# ---------------------------------------------------------------- training bags
+
+
+def test_training_groups_relation_vs_pair(relations):
+    pairs = read_bags(NYT10 / "nyt10sub_train90.txt", relations, require_labels=True, limit=300)
+    bag = next(b for b in pairs if len(b.relations) > 1)  # an entity pair with two relations
+    model = build("pcnn_att", [bag], relations)
+    batch = batch_of(model, [bag])
+    membership, labels, rows = training_groups(batch, "relation")
+    assert sorted(labels.tolist()) == sorted(relations[r] for r in bag.relations)
+    assert membership.sum().item() == bag.size  # each sentence in the group of its own relation
+    pair_membership, pair_labels, _ = training_groups(batch, "pair")
+    assert sorted(pair_labels.tolist()) == sorted(labels.tolist())
+    assert pair_membership.all()  # every gold relation queries all the pair's sentences
+    assert rows.tolist() == [0] * len(bag.relations)
+
+
+def test_training_read_options(relations):
+    assert get_model_class("hnre").training_read_options(get_model_class("hnre").Config()) == {
+        "mode": "pair_relation"
+    }
+    pair_config = get_model_class("pcnn_att").Config(training_bags="pair")
+    assert get_model_class("pcnn_att").training_read_options(pair_config) == {"mode": "pair"}
+
+
+# ---------------------------------------------------------------- HNRE
+
+
+@pytest.mark.parametrize("encoder", ["cnn", "pcnn"])
+def test_hnre_levels_match_hierarchy(train_bags, relations, encoder):
+    model = build("hnre", train_bags, relations, encoder=encoder)
+    assert len(model.level_queries) == model.hierarchy.n_levels == 3
+    assert [q.shape[0] for q in model.level_queries] == model.hierarchy.level_sizes()
+    hidden = model.encoder.output_size
+    assert model.classifier.in_features == 3 * hidden  # eq. 3: concatenation of the level representations
+    flat = build("hnre", train_bags, relations, encoder=encoder, levels=1)  # ablation: no hierarchy
+    assert len(flat.level_queries) == 1 and flat.classifier.in_features == hidden
+
+
+def test_hnre_training_uses_the_gold_chain(train_bags, relations):
+    model = build("hnre", train_bags, relations)
+    bags = train_bags[:6]
+    model.train()
+    model(batch_of(model, bags))["loss"].backward()
+    for level, queries in enumerate(model.level_queries):
+        gold = {model.hierarchy.chain(r)[level] for bag in bags for r in bag.relations}
+        # a bag of one distinct sentence (NYT10 repeats sentences) has fixed weights: no gradient there
+        learning = {
+            model.hierarchy.chain(r)[level]
+            for bag in bags
+            if len({s.tokens for s in bag.sentences}) > 1
+            for r in bag.relations
+        }
+        touched = {i for i in range(queries.shape[0]) if queries.grad[i].abs().sum() > 0}
+        assert learning and learning <= touched <= gold  # only the gold relations' chain nodes learn
+        assert len(gold) < queries.shape[0]
+
+
+def test_hnre_scores_and_explanations(train_bags, pair_bags, relations):
+    bags = multi_sentence(pair_bags, 3)
+    model = build("hnre", train_bags, relations, encoder="pcnn").eval()
+    with torch.no_grad():
+        batch = batch_of(model, bags)
+        output = model(batch)
+    assert output["scores"].shape == (3, len(relations))
+    for bag, explanation in zip(bags, output["explanations"], strict=True):
+        attention = explanation["by_relation"]["/people/person/place_lived"]["attention"]
+        assert attention["levels"] == ["/people/person/place_lived", "/people/person", "/people"]
+        assert len(attention["weights"]) == 3
+        for level in attention["weights"]:
+            assert len(level) == bag.size and sum(level) == pytest.approx(1.0, abs=1e-4)
+    # the score of a relation is p(r | S) with its own chain (test-time scoring of the HNRE code)
+    with torch.no_grad():
+        sentences = model.encoder(batch)[: bags[0].size]
+        relation = relations["/people/person/place_lived"]
+        levels = []
+        for level, queries in enumerate(model.level_queries):
+            query = queries[model.hierarchy.chain("/people/person/place_lived")[level]]
+            levels.append(torch.softmax(sentences @ query, dim=0) @ sentences)
+        expected = torch.softmax(model.classifier(torch.cat(levels)), dim=0)[relation]
+    torch.testing.assert_close(output["scores"][0, relation], expected)
+
+
+def test_hnre_on_gids_with_pair_training_bags():
+    relations = RelationMap.from_rel_info(DATA / "gids" / "gids_rel2id.json")
+    bags = read_bags(DATA / "gids" / "gids_dev.txt", relations, require_labels=True, limit=12)
+    model = build("hnre", bags, relations, training_bags="pair")
+    assert model.hierarchy.level_sizes() == [5, 3, 2]
+    model.train()
+    output = model(batch_of(model, bags))
+    output["loss"].backward()
+    assert all(q.grad is not None for q in model.level_queries)
+
+
+def test_determinism_under_a_seed(train_bags, pair_bags, relations):
+    results = []
+    for _ in range(2):
+        model = build("hnre", train_bags, relations, seed=7)
+        model.train()
+        torch.manual_seed(3)
+        loss = model(batch_of(model, train_bags[:8]))["loss"]
+        model.eval()
+        with torch.no_grad():
+            scores = model(batch_of(model, pair_bags[:8]))["scores"]
+        results.append((loss.detach(), scores))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=0)
+    other = build("hnre", train_bags, relations, seed=8).eval()
+    with torch.no_grad():
+        assert not torch.allclose(other(batch_of(other, pair_bags[:8]))["scores"], results[0][1])
+
+
+def test_resources_round_trip(tmp_path, train_bags, pair_bags, relations):
+    model = build("hnre", train_bags, relations).eval()
+    model.resources.save(tmp_path)
+    restored = get_model_class("hnre")(model.config, Resources.load(tmp_path))
+    restored.load_state_dict(model.state_dict())
+    restored.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            restored(batch_of(restored, pair_bags[:5]))["scores"],
+            model(batch_of(model, pair_bags[:5]))["scores"],
+        )
+
+
+def test_bad_config_values(train_bags, relations):
+    from hiere.errors import HiereConfigError
+
+    with pytest.raises(HiereConfigError, match="encoder must be cnn or pcnn"):
+        get_model_class("hnre").Config.from_dict({"encoder": "lstm"})
+    with pytest.raises(HiereConfigError, match="aggregation"):
+        get_model_class("pcnn_att").Config.from_dict({"aggregation": "max"})
+    with pytest.raises(HiereConfigError, match="training_bags"):
+        get_model_class("cnn_att").Config.from_dict({"training_bags": "sentence"})
+    with pytest.raises(HiereConfigError, match="unknown model keys"):
+        get_model_class("hnre").Config.from_dict({"hidden_size": 10})
