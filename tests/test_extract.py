@@ -525,3 +525,12 @@ def test_cli_extract_end_to_end_with_a_trained_bilstm(tmp_path, documents, capsy
     assert run_extract(parse_cli([str(model_dir), str(docs), "--format", "table", "--no-progress"]), out) == 0
     assert out.getvalue().count("# line ") == 2
     assert "2 document(s)" in capsys.readouterr().err
+
+
+def test_bad_entities_of_a_record_name_the_document(documents, relations, pipeline):
+    predictor = GoldPredictor(documents, relations)
+    bad = {"text": joined(documents[1]), "entities": [{"start": 3, "end": 1}]}
+    records = [{"text": joined(documents[0])}, bad]
+    with pytest.raises(HiereInputError) as caught:
+        list(extract(predictor, records, pipeline=pipeline, source="docs.jsonl"))
+    assert str(caught.value).startswith("docs.jsonl: document 2, entity 0, field end:")

@@ -233,7 +233,7 @@ def _parse_item(
             title = item.get("title")
             entities = item.get("entities")
             if entities is not None:
-                entities = parse_entities(entities, source or "<entities>")
+                entities = parse_entities(entities, source or "<entities>", record)
             return pipeline.parse(item["text"], entities, str(title) if title else record, source, record)
         return pipeline.parse(item, None, record, source, record)
     except HiereInputError as error:

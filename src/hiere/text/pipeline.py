@@ -127,13 +127,13 @@ def english_problem(text: str, stop_ratio: float | None) -> str | None:
     return None
 
 
-def parse_entities(raw: Any, source: str = "<entities>") -> list[EntitySpan]:
+def parse_entities(raw: Any, source: str = "<entities>", record: str | None = None) -> list[EntitySpan]:
     """Validate user-given entities: a JSON list of ``{"start", "end", "type"?, "cluster"?}``."""
     if not isinstance(raw, list):
         raise HiereInputError(source, None, "entities", f"expected a JSON list of {_ENTITY_FORM}")
     spans = []
     for index, item in enumerate(raw):
-        where = f"entity {index}"
+        where = _entity_where(record, index)
         if not isinstance(item, Mapping):
             raise HiereInputError(source, where, None, f"an entity must be an object {_ENTITY_FORM}")
         start, end = item.get("start"), item.get("end")
@@ -155,6 +155,10 @@ def parse_entities(raw: Any, source: str = "<entities>") -> list[EntitySpan]:
             raise HiereInputError(source, where, "cluster", "a cluster id must be a string or an integer")
         spans.append(EntitySpan(start, end, label, None if cluster is None else str(cluster)))
     return spans
+
+
+def _entity_where(record: str | None, index: int) -> str:
+    return f"{record}, entity {index}" if record else f"entity {index}"
 
 
 def split_windows(text: str, limit: int) -> list[tuple[int, int]]:
@@ -214,7 +218,7 @@ class TextPipeline:
         """
         text = check_text(text, source, record)
         if entities is not None and not all(isinstance(e, EntitySpan) for e in entities):
-            entities = parse_entities(list(entities), source or "<entities>")
+            entities = parse_entities(list(entities), source or "<entities>", record)
         if not text.strip():
             return ParsedText(text, Document(title, [], []), [], [])
         problem = english_problem(text, None) if self.check_english else None
@@ -267,13 +271,13 @@ class TextPipeline:
             for index, entity in enumerate(entities):
                 if entity.end > len(text):
                     raise HiereInputError(
-                        source or "<entities>", f"entity {index}", "end",
+                        source or "<entities>", _entity_where(record, index), "end",
                         f"span [{entity.start}, {entity.end}) is outside the text ({len(text)} characters)",
                     )
                 first, last = token_range(entity.start, entity.end)
                 if first >= last:
                     raise HiereInputError(
-                        source or "<entities>", f"entity {index}", "start",
+                        source or "<entities>", _entity_where(record, index), "start",
                         f"span [{entity.start}, {entity.end}) covers no token (only spaces?)",
                     )
                 docred_type = entity.type or ner_types.get((first, last)) or "MISC"

@@ -1,0 +1,152 @@
+"""What NER and clustering cost: ``hiere extract`` on raw text vs the same model given gold entities.
+
+The held-out Re-DocRED documents (default: the last 50 of dev_revised.json) are turned back into raw
+text (each sentence's tokens joined by spaces, sentences joined by spaces). ``hiere extract`` reads
+that text (spaCy NER + string-match clustering) and its triples are scored against the gold facts
+*by entity name*: a triple ``(head, relation, tail)`` is correct when some gold fact has that relation,
+a head entity with a mention named ``head`` and a tail entity with a mention named ``tail``
+(names compared without case and spaces). The same model given the gold documents (gold entities)
+is scored the same way and with the official DocRED scorer, so the difference is what NER and
+clustering cost. ``reachable recall`` is the share of gold facts whose head and tail entities both
+have a mention name among the entities spaCy found: the recall ceiling of the text pipeline.
+
+    python benchmarks/extract_benchmark.py MODEL_DIR [--data FILE --offset 450 --limit 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import hiere
+from hiere.data.docred import Document, read_docred
+from hiere.extract import extract, triples_from_predictions
+from hiere.metrics.doc import f1_score, score_documents
+from hiere.text.pipeline import TextPipeline
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "redocred" / "dev_revised.json"
+
+
+def squash(name: str) -> str:
+    return "".join(name.split()).casefold()
+
+
+def document_text(document: Document) -> str:
+    return " ".join(" ".join(sentence) for sentence in document.sents)
+
+
+def score_by_name(gold: list[Document], triples_per_doc: list[list[dict]]) -> dict[str, float | int]:
+    """Precision, recall and F1 of name triples against the gold facts (see the module docstring)."""
+    n_pred = n_pred_correct = n_gold = n_gold_found = 0
+    for document, triples in zip(gold, triples_per_doc, strict=True):
+        names = [{squash(m.name) for m in entity} for entity in document.entities]
+        facts = {(f.h, f.t, f.r) for f in document.facts}
+        predicted = {(squash(t["head"]), t["relation"], squash(t["tail"])) for t in triples}
+        found = set()
+        for head, relation, tail in predicted:
+            hits = {(h, t, r) for h, t, r in facts if r == relation and head in names[h] and tail in names[t]}
+            n_pred_correct += bool(hits)
+            found |= hits
+        n_pred += len(predicted)
+        n_gold += len(facts)
+        n_gold_found += len(found)
+    precision = n_pred_correct / n_pred if n_pred else 0.0
+    recall = n_gold_found / n_gold if n_gold else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1_score(precision, recall),
+            "n_pred": n_pred, "n_gold": n_gold}
+
+
+def entity_coverage(gold: list[Document], parsed: list[Document]) -> dict[str, float]:
+    """Gold entities with a mention name spaCy found, and gold facts with both ends found."""
+    n_entities = n_found = n_facts = n_reachable = 0
+    for document, found_doc in zip(gold, parsed, strict=True):
+        found_names = {squash(m.name) for entity in found_doc.entities for m in entity}
+        hit = [bool({squash(m.name) for m in entity} & found_names) for entity in document.entities]
+        n_entities += len(hit)
+        n_found += sum(hit)
+        facts = {(f.h, f.t, f.r) for f in document.facts}
+        n_facts += len(facts)
+        n_reachable += sum(hit[h] and hit[t] for h, t, _ in facts)
+    return {"gold_entities_found": n_found / n_entities, "reachable_recall": n_reachable / n_facts,
+            "entities_per_doc": sum(len(d.entities) for d in parsed) / len(parsed),
+            "gold_entities_per_doc": n_entities / len(gold)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("model_dir", help="a trained document-level model directory")
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="DocRED JSON with the held-out documents")
+    parser.add_argument("--offset", type=int, default=450, help="first held-out document (default 450)")
+    parser.add_argument("--limit", type=int, default=50, help="number of held-out documents (default 50)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    gold = read_docred(args.data, offset=args.offset, limit=args.limit)
+    predictor = hiere.load(args.model_dir, device="cpu")
+    pipeline = TextPipeline()
+    pipeline.nlp  # noqa: B018  (load spaCy before timing)
+
+    start = time.perf_counter()
+    gold_records = predictor.predict(gold, explain=False)
+    gold_seconds = time.perf_counter() - start
+    official = score_documents(gold, gold_records)
+    by_title: dict[str, list[dict]] = {}
+    for record in gold_records:
+        by_title.setdefault(record["title"], []).append(record)
+    gold_triples = [triples_from_predictions(d, by_title.get(d.title, []), predictor.relations) for d in gold]
+    gold_by_name = score_by_name(gold, gold_triples)
+
+    texts = [document_text(d) for d in gold]
+    start = time.perf_counter()
+    parsed = [pipeline.parse(text, title=d.title).document for text, d in zip(texts, gold, strict=True)]
+    parse_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    text_triples = list(extract(predictor, texts, pipeline=pipeline))
+    extract_seconds = time.perf_counter() - start
+    text_by_name = score_by_name(gold, text_triples)
+    coverage = entity_coverage(gold, parsed)
+
+    report = {
+        "command": " ".join(["python", "benchmarks/extract_benchmark.py", *(argv or sys.argv[1:])]),
+        "data": f"{args.data} documents [{args.offset}, {args.offset + len(gold)})",
+        "machine": f"{platform.machine()} {platform.system()}, {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__}",
+        "gold_entities_official": {k: official[k] for k in ("precision", "recall", "f1", "n_pred", "n_gold")},
+        "gold_entities_by_name": gold_by_name,
+        "extract_by_name": text_by_name,
+        "coverage": coverage,
+        "seconds": {"model_on_gold_docs": gold_seconds, "spacy_parse_and_cluster": parse_seconds,
+                    "extract_total": extract_seconds, "docs": len(gold)},
+    }
+    print(json.dumps(report, indent=1))
+    rows = [
+        ("gold entities, official DocRED scorer", report["gold_entities_official"]),
+        ("gold entities, scored by name", gold_by_name),
+        ("hiere extract on raw text, scored by name", text_by_name),
+    ]
+    print("\n| setting | P | R | F1 | predicted | gold facts |\n|---|---|---|---|---|---|")
+    for label, m in rows:
+        print(f"| {label} | {100 * m['precision']:.2f} | {100 * m['recall']:.2f} | {100 * m['f1']:.2f} "
+              f"| {m['n_pred']} | {m['n_gold']} |")
+    print(f"\ngold entities found by name: {100 * coverage['gold_entities_found']:.1f}%; reachable recall "
+          f"{100 * coverage['reachable_recall']:.1f}%; entities/doc {coverage['entities_per_doc']:.1f} "
+          f"(gold {coverage['gold_entities_per_doc']:.1f}); extract {len(gold) / extract_seconds:.2f} docs/s")
+    if args.json:
+        from hiere.io import write_json_atomic
+
+        write_json_atomic(args.json, report, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
