@@ -332,3 +332,47 @@ def test_bad_config_values(train_bags, relations):
         get_model_class("cnn_att").Config.from_dict({"training_bags": "sentence"})
     with pytest.raises(HiereConfigError, match="unknown model keys"):
         get_model_class("hnre").Config.from_dict({"hidden_size": 10})
+
+
+# ---------------------------------------------------------------- trainer and API
+
+
+@pytest.mark.parametrize("name", ["hnre", "pcnn_att"])
+def test_two_training_steps_through_the_trainer(tmp_path, name):
+    import hiere
+    from hiere.config import resolve
+    from hiere.training.trainer import train
+
+    config = resolve(
+        {
+            "model": {"name": name, **SMALL},
+            "data": {
+                "train": str(NYT10 / "nyt10sub_train90.txt"),
+                "train_slice": [0, 24],
+                "dev": str(NYT10 / "nyt10sub_val10.txt"),
+                "dev_slice": [0, 8],
+                "relations": str(NYT10 / "nyt10_rel2id.json"),
+            },
+            "trainer": {
+                "epochs": 1,
+                "max_steps": 2,
+                "batch_size": 8,
+                "optimizer": "sgd",
+                "lr": 0.2,
+                "momentum": 0.0,
+                "weight_decay": 1e-5,
+                "device": "cpu",
+                "progress": False,
+            },
+        }
+    )
+    out = train(config, tmp_path / "model")
+    predictor = hiere.load(out, device="cpu")
+    bags = read_bags(NYT10 / "nyt10sub_test.txt", predictor.relations.relations, limit=3)
+    records = predictor.predict(bags)
+    assert len(records) == 3 * (len(predictor.relations) - 1)  # every pair x every non-NA relation
+    assert {(r["h"], r["t"]) for r in records} == {bag.pair for bag in bags}
+    levels = 3 if name == "hnre" else 1
+    for record in records:
+        weights = record["attention"]["weights"]
+        assert len(weights) == levels and all(sum(level) == pytest.approx(1.0, abs=1e-4) for level in weights)
