@@ -90,11 +90,12 @@ class KMGRE(TransformerDocModel):
         self.epoch = 0
 
     def on_epoch_start(self, epoch: int) -> None:
+        """``epoch`` counts from 1 (as the trainer does): epochs 1..warmup_epochs are the warm-up."""
         self.epoch = epoch
 
     @property
     def warming_up(self) -> bool:
-        return self.training and self.config.em and self.epoch < self.config.warmup_epochs
+        return self.training and self.config.em and self.epoch <= self.config.warmup_epochs
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         """Adds every entity pair's mention pairs: ``mention_pairs`` (P, 2) flat mention ids,

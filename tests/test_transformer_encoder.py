@@ -1,0 +1,129 @@
+"""Transformer encoder on real Re-DocRED documents with MiniLM: alignment, markers, windows, assets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hiere.data.docred import read_docred
+from hiere.encoders.transformer import TransformerEncoder, word_features
+from hiere.errors import HiereInputError
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "redocred"
+
+
+@pytest.fixture(scope="module")
+def documents():
+    return read_docred(DATA / "dev_revised.json", limit=2)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TransformerEncoder:
+    torch.manual_seed(0)
+    return TransformerEncoder("default", max_length=96, window_overlap=24, pretrained=True).eval()
+
+
+def test_word_alignment_and_markers(encoder: TransformerEncoder, documents) -> None:
+    doc = documents[0]
+    spans = [doc.mention_span(m) for entity in doc.entities for m in entity]
+    tokenized = encoder.tokenize(doc.tokens, spans)
+    ids = tokenized.input_ids
+    assert ids[0] == encoder.cls_id and ids[-1] == encoder.sep_id
+    assert len(tokenized.word_spans) == len(doc.tokens)
+    for word, (start, end) in zip(doc.tokens, tokenized.word_spans, strict=True):
+        expected = encoder.tokenizer(word, add_special_tokens=False)["input_ids"] or [encoder.unk_id]
+        assert ids[start:end] == expected
+    marker = encoder.marker_ids[0]
+    for (start, end), position in zip(spans, tokenized.marker_positions, strict=True):
+        assert ids[position] == marker  # start marker right before the mention's first subword
+        assert position + 1 == tokenized.word_spans[start][0]
+        assert ids[tokenized.word_spans[end - 1][1]] == marker  # end marker right after its last subword
+    n_boundaries = len({s for s, _ in spans}) + len({e for _, e in spans})
+    n_subwords = sum(end - start for start, end in tokenized.word_spans)
+    assert len(ids) == n_subwords + n_boundaries + 2
+
+
+def test_long_document_is_encoded_in_windows_without_truncation(encoder, documents) -> None:
+    doc = documents[1]
+    tokenized = encoder.tokenize(doc.tokens)
+    length = len(tokenized.input_ids)
+    assert length > encoder.max_length
+    windows = encoder.windows(length)
+    assert len(windows) > 1
+    covered = set()
+    for (start, size), following in zip(windows, windows[1:] + [None], strict=True):
+        assert size == encoder.max_length - 2
+        covered.update(range(start, start + size))
+        if following is not None:
+            assert start + size - following[0] >= encoder.window_overlap  # consecutive windows overlap
+    assert covered == set(range(length - 2))  # every content token is in some window
+    input_ids, attention_mask = encoder.collate([tokenized.input_ids])
+    with torch.no_grad():
+        hidden, attention = encoder(input_ids, attention_mask)
+    assert hidden.shape == (1, length, encoder.hidden_size)
+    assert attention.shape == (1, encoder.num_heads, length, length)
+    assert hidden.abs().sum(dim=-1).gt(0).all()  # no position left empty
+    assert torch.allclose(attention.sum(dim=-1), torch.ones(1, encoder.num_heads, length), atol=1e-4)
+
+
+def test_windowed_batch_equals_single_pass_where_windows_are_not_needed(encoder, documents) -> None:
+    short_words = documents[0].tokens[:30]
+    long_words = documents[1].tokens
+    with torch.no_grad():
+        alone = encoder.encode_documents([short_words])
+        mixed = encoder.encode_documents([short_words, long_words])
+    n = alone.hidden.shape[1]
+    assert mixed.hidden.shape[1] > encoder.max_length  # the batch took the window path
+    assert torch.allclose(mixed.hidden[0, :n], alone.hidden[0], atol=1e-5)
+    assert torch.allclose(mixed.attention[0, :, :n, :n], alone.attention[0], atol=1e-5)
+    assert mixed.hidden[0, n:].abs().max() == 0  # padding stays zero
+
+
+def test_a_sequence_of_exactly_max_length_is_one_window(encoder: TransformerEncoder) -> None:
+    assert encoder.windows(encoder.max_length) == [(0, encoder.max_length - 2)]
+    assert len(encoder.windows(encoder.max_length + 1)) == 2
+
+
+def test_gradients_flow_through_windows(documents) -> None:
+    torch.manual_seed(0)
+    encoder = TransformerEncoder("default", max_length=64, pretrained=False)
+    batch = encoder.encode_documents([documents[0].tokens[:150]])
+    assert batch.hidden.shape[1] > 64
+    (batch.hidden.sum() + batch.attention[..., 0].sum()).backward()
+    embeddings = encoder.transformer.embeddings.word_embeddings.weight
+    assert embeddings.grad is not None and embeddings.grad.abs().sum() > 0
+
+
+def test_word_features_average_subwords(encoder: TransformerEncoder, documents) -> None:
+    words = documents[0].tokens[:12]
+    with torch.no_grad():
+        batch = encoder.encode_documents([words])
+    features = word_features(batch.hidden, [batch.tokenized[0].word_spans])
+    assert features.shape == (1, len(words), encoder.hidden_size)
+    for word, (start, end) in enumerate(batch.tokenized[0].word_spans):
+        assert torch.allclose(features[0, word], batch.hidden[0, start:end].mean(dim=0), atol=1e-6)
+    assert any(end - start > 1 for start, end in batch.tokenized[0].word_spans)  # a real multi-subword word
+
+
+def test_saved_assets_rebuild_the_same_encoder(encoder, documents, tmp_path: Path) -> None:
+    encoder.save_assets(tmp_path)
+    assert (tmp_path / "encoder" / "config.json").exists()
+    rebuilt = TransformerEncoder("/does/not/matter", model_dir=tmp_path, max_length=96, window_overlap=24)
+    rebuilt.load_state_dict(encoder.state_dict())
+    rebuilt.eval()
+    words = documents[0].tokens[:40]
+    assert rebuilt.tokenize(words, [(0, 2)]) == encoder.tokenize(words, [(0, 2)])
+    with torch.no_grad():
+        rebuilt_hidden = rebuilt.encode_documents([words]).hidden
+        assert torch.allclose(rebuilt_hidden, encoder.encode_documents([words]).hidden)
+
+
+def test_bad_source_is_a_clear_input_error(tmp_path: Path) -> None:
+    with pytest.raises(HiereInputError, match="not a local Hugging Face model folder"):
+        TransformerEncoder(tmp_path / "missing")
+    with pytest.raises(HiereInputError, match="no encoder folder"):
+        TransformerEncoder("default", model_dir=tmp_path)
