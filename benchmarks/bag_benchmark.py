@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,7 @@ def evaluate(task: Any, model: Any, bags: list, features: list, batch_size: int,
 
 
 def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
     import torch
 
     from hiere.models import get_model_class
@@ -159,6 +161,16 @@ def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -
     if "rel200" in data["long_tail"]:
         rel200 = TASK.metrics(data["test"], records, long_tail=data["long_tail"]["rel200"])
         test["rel200"] = {k: v for k, v in rel200.items() if k.startswith("hits")}
+        # long tail of *this* training subset: relations seen in training, with < 100 / < 200 sentences
+        counts = Counter(bag.relations[0] for bag in data["train"] for _ in bag.sentences)
+        for limit in (100, 200):
+            rare = [r for r, n in counts.items() if r != "NA" and n < limit]
+            rare_metrics = TASK.metrics(data["test"], records, long_tail=rare)
+            test[f"subset_tail{limit}"] = {
+                k: v for k, v in rare_metrics.items() if k.startswith("hits") or k.startswith("n_long")
+            }
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / f"{dataset}_{model_key}_{seed}_test_scores.npy", scores.numpy())
     return {
         "dataset": dataset,
         "model": model_key,
@@ -201,11 +213,15 @@ def report(out: Path, plot: Path | None) -> None:
         if not rows:
             continue
         print(f"\n### {dataset}\n")
-        hits = dataset == "nyt10"
-        header = ["model", "seeds"] + [name for _, name in keys]
-        if hits:
-            header += ["Hits@10/15/20 rel100 (micro)", "Hits@10/15/20 rel200 (micro)"]
-        header += ["best epoch", "train sent/s", "infer sent/s", "peak RSS MB"]
+        header = [
+            "model",
+            "seeds",
+            *(name for _, name in keys),
+            "best epoch",
+            "train sent/s",
+            "infer sent/s",
+            "peak RSS MB",
+        ]
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for model_key in MODELS:
@@ -213,22 +229,46 @@ def report(out: Path, plot: Path | None) -> None:
             if not runs:
                 continue
             cells = [model_key, ",".join(str(r["seed"]) for r in runs)]
-            for key, _ in keys:
-                cells.append(_mean_std([r["test"].get(key) for r in runs]))
-            if hits:
-                for source in ("test", "rel200"):
-                    parts = []
-                    for k in (10, 15, 20):
-                        name = f"hits@{k}_micro"
-                        values = [
-                            (r["test"] if source == "test" else r["test"]["rel200"]).get(name) for r in runs
-                        ]
-                        parts.append(_mean_std(values, digits=1))
-                    cells.append(" / ".join(parts))
+            cells += [_mean_std([r["test"].get(key) for r in runs]) for key, _ in keys]
             cells.append(",".join(str(r["best_epoch"]) for r in runs))
             for key in ("train_sentences_per_s", "inference_sentences_per_s", "peak_rss_mb"):
                 cells.append(f"{statistics.mean(r[key] for r in runs):.0f}")
             print("| " + " | ".join(cells) + " |")
+        if dataset != "nyt10":
+            continue
+        print(
+            f"\n#### {dataset} long tail: Hits@10 / @15 / @20 (%), micro over bags and macro over relations\n"
+        )
+        sources = [
+            ("rel100 (HNRE)", lambda r: r["test"]),
+            ("rel200 (HNRE)", lambda r: r["test"].get("rel200")),
+            ("<100 train sent.", lambda r: r["test"].get("subset_tail100")),
+            ("<200 train sent.", lambda r: r["test"].get("subset_tail200")),
+        ]
+        header = ["model"] + [f"{name} {kind}" for name, _ in sources for kind in ("micro", "macro")]
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for model_key in MODELS:
+            runs = [r for r in rows if r["model"] == model_key]
+            if not runs:
+                continue
+            cells = [model_key]
+            for _, pick in sources:
+                for kind in ("micro", "macro"):
+                    parts = []
+                    for k in (10, 15, 20):
+                        values = [(pick(r) or {}).get(f"hits@{k}_{kind}") for r in runs]
+                        parts.append(_mean_std(values, digits=1))
+                    cells.append(" / ".join(parts))
+            print("| " + " | ".join(cells) + " |")
+        counts = [(name, pick(rows[0]) or {}) for name, pick in sources]
+        print(
+            "\nbags / relations: "
+            + ", ".join(
+                f"{name}: {c.get('n_long_tail_bags', 'n/a')} / {c.get('n_long_tail_relations', 'n/a')}"
+                for name, c in counts
+            )
+        )
     if plot is not None:
         _plot(results, plot)
 
