@@ -290,6 +290,18 @@ def test_hnre_on_gids_with_pair_training_bags():
     assert all(q.grad is not None for q in model.level_queries)
 
 
+@pytest.mark.parametrize(
+    "name, options", [("hnre", {}), ("pcnn_att", {}), ("cnn_att", {"aggregation": "one"})]
+)
+def test_a_bag_scores_the_same_alone_and_in_a_batch(train_bags, pair_bags, relations, name, options):
+    bags = pair_bags[:6]
+    model = build(name, train_bags, relations, **options).eval()
+    with torch.no_grad():
+        together = model(batch_of(model, bags))["scores"]
+        alone = torch.cat([model(batch_of(model, [bag]))["scores"] for bag in bags])
+    torch.testing.assert_close(together, alone)
+
+
 def test_determinism_under_a_seed(train_bags, pair_bags, relations):
     results = []
     for _ in range(2):
