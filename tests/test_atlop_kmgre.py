@@ -1,0 +1,211 @@
+"""ATLOP and KMGRE on two real Re-DocRED documents (MiniLM, max_length 96): shapes, gradients, the
+EM pieces of KMGRE, its ablation switches and explanations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hiere.data.docred import read_docred
+from hiere.data.relations import RelationMap
+from hiere.models import get_model_class
+from hiere.models.base import Resources
+from hiere.models.doc.kmgre import KMGRE, segment_mean
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "redocred"
+
+
+@pytest.fixture(scope="module")
+def relations() -> RelationMap:
+    return RelationMap.from_rel_info(DATA / "rel_info.json")
+
+
+@pytest.fixture(scope="module")
+def documents(relations):
+    docs = read_docred(DATA / "dev_revised.json", relations.relations, limit=2)
+    for doc in docs:  # keep the tests small: the first 8 entities of each document
+        doc.entities = doc.entities[:8]
+        doc.facts = [f for f in doc.facts if f.h < 8 and f.t < 8]
+    return docs
+
+
+def build(name: str, relations: RelationMap, **options):
+    torch.manual_seed(0)
+    model_class = get_model_class(name)
+    model = model_class(model_class.Config.from_dict({"max_length": 96, **options}), Resources(relations))
+    model.init_pretrained()
+    return model
+
+
+def batch_of(model, documents):
+    return model.collate([model.featurize(doc) for doc in documents])
+
+
+@pytest.fixture(scope="module")
+def atlop(relations):
+    return build("atlop", relations, emb_size=128, block_size=64)
+
+
+@pytest.fixture(scope="module")
+def kmgre(relations):
+    return build("kmgre", relations)
+
+
+def test_atlop_shapes_labels_and_gradients(atlop, documents, relations) -> None:
+    batch = batch_of(atlop, documents)
+    n_pairs = sum(len(doc.entities) * (len(doc.entities) - 1) for doc in documents)
+    assert len(batch["pairs"]) == n_pairs and batch["labels"].shape == (n_pairs, len(relations))
+    assert batch["input_ids"].shape[1] > 96  # the second document needs windows
+    labels = batch["labels"]
+    assert torch.equal(labels[:, 0], (labels[:, 1:].sum(dim=1) == 0).float())
+    row = batch["pairs"].index((0, documents[0].facts[0].h, documents[0].facts[0].t))
+    assert labels[row, relations[documents[0].facts[0].r]] == 1
+    atlop.train()
+    atlop.zero_grad()
+    output = atlop(batch)
+    assert output["scores"].shape == (n_pairs, len(relations))
+    output["loss"].backward()
+    for name in (
+        "encoder.transformer.embeddings.word_embeddings.weight",
+        "bilinear.weight",
+        "head_extractor.weight",
+    ):
+        assert atlop.get_parameter(name).grad.abs().sum() > 0, name
+
+
+def test_atlop_top_k_limits_relations_per_pair(atlop, documents) -> None:
+    batch = batch_of(atlop, documents)
+    atlop.eval()
+    with torch.no_grad():
+        atlop.bilinear.bias[1:5] += 50.0  # four relations far above the threshold class for every pair
+        try:
+            atlop.config.top_k = 2
+            limited = atlop(batch)["scores"]
+            atlop.config.top_k = None
+            unlimited = atlop(batch)["scores"]
+        finally:
+            atlop.bilinear.bias[1:5] -= 50.0
+            atlop.config.top_k = 4
+    assert ((limited[:, 1:] >= 0).sum(dim=1) <= 2).all()
+    assert ((unlimited[:, 1:] >= 0).sum(dim=1) >= 4).all()
+
+
+def test_same_seed_same_loss(relations, documents) -> None:
+    losses = []
+    for _ in range(2):
+        model = build("atlop", relations, emb_size=128, block_size=64).train()
+        torch.manual_seed(1)  # dropout
+        losses.append(model(batch_of(model, documents))["loss"].item())
+    assert losses[0] == losses[1]
+
+
+def test_kmgre_mention_pairs_cover_every_entity_pair_and_the_cap_keeps_close_ones(
+    relations, documents
+) -> None:
+    model = build("kmgre", relations, max_mention_pairs=2)
+    batch = batch_of(model, documents)
+    rows = batch["mention_pair_row"]
+    counts = torch.bincount(rows, minlength=len(batch["pairs"]))
+    assert (counts >= 1).all() and (counts <= 2).all()
+    sents = batch["mention_sent"]
+    for row, (b, h, t) in enumerate(batch["pairs"]):
+        kept = [
+            tuple(p) for p, r in zip(batch["mention_pairs"].tolist(), rows.tolist(), strict=True) if r == row
+        ]
+        entity_h, entity_t = documents[b].entities[h], documents[b].entities[t]
+        distances = sorted(abs(a.sent_id - c.sent_id) for a in entity_h for c in entity_t)
+        assert sorted(abs(sents[i] - sents[j]) for i, j in kept) == distances[: len(kept)]
+
+
+def test_e_step_pseudo_labels_by_hand() -> None:
+    # one entity pair with three mention pairs, relations (NA, r1, r2); gold: r2 only
+    logits = torch.logit(torch.tensor([[0.5, 0.9, 0.1], [0.5, 0.1, 0.6], [0.5, 0.8, 0.2]]))
+    labels = torch.tensor([[0.0, 0.0, 1.0]])
+    rows = torch.zeros(3, dtype=torch.long)
+    # mean p(r2) = 0.3 -> pairs with p(r2) >= 0.3: only the second one (r1 is not gold, ignored)
+    assert KMGRE.pseudo_labels(logits, labels, rows, 1).tolist() == [0.0, 1.0, 0.0]
+    no_relation = torch.tensor([[1.0, 0.0, 0.0]])
+    assert KMGRE.pseudo_labels(logits, no_relation, rows, 1).tolist() == [0.0, 0.0, 0.0]
+    assert segment_mean(torch.tensor([1.0, 2.0, 6.0]), torch.tensor([0, 0, 1]), 2).tolist() == [1.5, 6.0]
+
+
+def test_kmgre_fusion_weights_follow_phase_and_switches(relations, documents, kmgre) -> None:
+    batch = batch_of(kmgre, documents)
+    kmgre.train()
+    kmgre.on_epoch_start(1)  # warm-up: every mention pair counts equally
+    output = kmgre(batch)
+    assert output["loss"].requires_grad
+    pair_logits = torch.randn(len(batch["mention_pair_row"]), len(relations))
+    key_logits = torch.randn(len(batch["mention_pair_row"]))
+    rows, n_rows = batch["mention_pair_row"], len(batch["pairs"])
+    counts = torch.bincount(rows, minlength=n_rows).float()
+    warm = kmgre.fusion_weights(pair_logits, key_logits, rows, n_rows)
+    assert torch.allclose(warm, 1 / counts[rows])
+    kmgre.on_epoch_start(kmgre.config.warmup_epochs + 1)  # EM: only key pairs (p_ω >= the pair's mean)
+    key = kmgre.fusion_weights(pair_logits, key_logits, rows, n_rows)
+    p_key = torch.sigmoid(key_logits)
+    is_key = p_key >= segment_mean(p_key, rows, n_rows)[rows]
+    assert torch.equal(key > 0, is_key) and (key < 1 / counts[rows] - 1e-6).any()
+    assert torch.allclose(torch.zeros(n_rows).index_add(0, rows, key), torch.ones(n_rows))
+    mean_model = build("kmgre", relations, fusion="mean").train()
+    mean_model.on_epoch_start(5)
+    assert torch.allclose(mean_model.fusion_weights(pair_logits, key_logits, rows, n_rows), 1 / counts[rows])
+    soft_model = build("kmgre", relations, em=False).train()
+    soft = soft_model.fusion_weights(pair_logits, key_logits, rows, n_rows)
+    assert torch.allclose(soft, p_key / torch.zeros(n_rows).index_add(0, rows, p_key)[rows])
+
+
+def test_e_step_reaches_only_the_key_instance_classifier(relations, documents) -> None:
+    """With EM, the focal loss changes ω's gradients but not θ's (stop-gradient between the modules)."""
+    gradients = []
+    for weight in (1.0, 0.0):
+        model = build("kmgre", relations, key_loss_weight=weight).train()
+        model.on_epoch_start(model.config.warmup_epochs + 1)
+        torch.manual_seed(1)
+        model(batch_of(model, documents))["loss"].backward()
+        embeddings = model.encoder.transformer.embeddings.word_embeddings.weight
+        gradients.append(
+            (model.relation_classifier.weight.grad, embeddings.grad, model.key_classifier.weight.grad)
+        )
+    assert torch.allclose(gradients[0][0], gradients[1][0]) and torch.allclose(
+        gradients[0][1], gradients[1][1]
+    )
+    assert gradients[0][2].abs().sum() > 0
+    assert gradients[1][2].abs().sum() == 0
+
+
+def test_ablation_switches_remove_their_parts(relations, documents) -> None:
+    no_classifier = build("kmgre", relations, key_instance_classifier=False)
+    assert not hasattr(no_classifier, "key_classifier") and not hasattr(no_classifier, "key_projection")
+    no_em = build("kmgre", relations, em=False).train()
+    no_em(batch_of(no_em, documents))["loss"].backward()  # ω learns from the adaptive-threshold loss alone
+    assert no_em.key_classifier.weight.grad.abs().sum() > 0
+    assert not no_em.warming_up
+    bilinear = build("kmgre", relations, extractor="bilinear")
+    assert bilinear.relation_classifier.in_features == bilinear.config.emb_size * bilinear.config.block_size
+    with pytest.raises(ValueError, match="fusion"):
+        build("kmgre", relations, fusion="max")
+
+
+@pytest.mark.parametrize("options", [{}, {"key_instance_classifier": False}])
+def test_explanations_list_key_mention_pairs(relations, documents, options) -> None:
+    model = build("kmgre", relations, **options).eval()
+    batch = batch_of(model, documents)
+    with torch.no_grad():
+        model.relation_classifier.bias[1] += 100.0  # every entity pair predicts relation 1
+        output = model(batch)
+    explanations = output["explanations"]
+    assert len(explanations) == len(batch["pairs"]) and all(explanations)
+    strength = "p_key" if not options else "p_relation"
+    for (b, h, t), explanation in zip(batch["pairs"], explanations, strict=True):
+        pairs = explanation["key_mention_pairs"]
+        assert 1 <= len(pairs) <= model.config.explain_pairs
+        for pair in pairs:
+            assert pair["h_sent"] == documents[b].entities[h][pair["h_mention"]].sent_id
+            assert pair["t_sent"] == documents[b].entities[t][pair["t_mention"]].sent_id
+            assert 0.0 <= pair[strength] <= 1.0
+        assert [p[strength] for p in pairs] == sorted((p[strength] for p in pairs), reverse=True)
