@@ -111,6 +111,12 @@ class HiereModel(nn.Module):
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         raise NotImplementedError
 
+    @classmethod
+    def training_read_options(cls, config: ModelConfig) -> dict[str, Any]:
+        """Extra keyword arguments for ``task.read`` of the *training* file (bag models:
+        ``{"mode": "pair_relation"}`` for OpenNRE-style training bags). Dev/test are read with defaults."""
+        return {}
+
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for schedules inside a model (warm-up phases, EM steps, memory decay)."""
 

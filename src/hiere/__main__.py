@@ -1,0 +1,7 @@
+"""``python -m hiere`` (also what ``torchrun -m hiere train ...`` runs)."""
+
+import sys
+
+from hiere.cli import main
+
+sys.exit(main())

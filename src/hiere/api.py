@@ -1,0 +1,96 @@
+"""The Python API: ``hiere.load(model_dir)`` -> :class:`Predictor` with ``predict``, ``evaluate``, ``extract``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hiere.data.relations import RelationMap
+from hiere.errors import HiereInputError
+from hiere.models.base import HiereModel
+from hiere.tasks import get_task
+from hiere.training.checkpoint import load_model_dir
+from hiere.training.distributed import resolve_device
+from hiere.training.inference import run_model
+
+
+class Predictor:
+    """A trained model with its vocabularies, relation map and threshold."""
+
+    def __init__(self, model: HiereModel, config: dict[str, Any], threshold: float, model_dir: Path,
+                 device: torch.device):
+        self.model, self.config, self.threshold = model, config, threshold
+        self.model_dir, self.device = model_dir, device
+        self.task = get_task(model.task)
+        self._text_pipeline = None
+
+    @property
+    def relations(self) -> RelationMap:
+        return self.model.relations
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.config.get("trainer", {}).get("eval_batch_size", 8))
+
+    @property
+    def precision(self) -> str:
+        return str(self.config.get("trainer", {}).get("precision", "fp32"))
+
+    def read(self, path: str | Path, require_labels: bool = False) -> list:
+        """Read a data file of this model's task, checking relations against the model's relation map."""
+        return self.task.read(path, relations=self.relations.relations, require_labels=require_labels)
+
+    def _examples(self, examples: Iterable[Any] | str | Path) -> list:
+        if isinstance(examples, str | Path):
+            return self.read(examples)
+        examples = list(examples)
+        if self.model.task == "doc":
+            from hiere.data.docred import parse_documents
+
+            return parse_documents(examples, relations=self.relations.relations)
+        from hiere.data.bags import parse_bags
+
+        return parse_bags(examples, relations=self.relations.relations)
+
+    def scores(self, examples: list, progress: bool = False) -> tuple[list, torch.Tensor, list | None]:
+        features = []
+        for index, example in enumerate(examples):
+            try:
+                features.append(self.model.featurize(example))
+            except ValueError as error:
+                raise HiereInputError(None, f"record {index}", None, str(error)) from None
+        return run_model(self.model, features, None, self.batch_size, self.device, self.precision, progress)
+
+    def predict(self, examples: Iterable[Any] | str | Path, explain: bool = True, progress: bool = False
+                ) -> list[dict[str, Any]]:
+        """Documents (DocRED dicts or :class:`Document`) or bags, or a file path -> prediction records."""
+        examples = self._examples(examples)
+        rows, scores, explanations = self.scores(examples, progress)
+        return self.task.decode(examples, rows, scores, self.relations, self.threshold,
+                                explanations if explain else None)
+
+    def evaluate(self, path: str | Path | list, train: str | Path | list | None = None, progress: bool = False,
+                 **metric_options: Any) -> dict[str, Any]:
+        """Metrics on a labelled file (or already read examples), with this model's tuned threshold
+        (``train`` enables Ign F1 for document models)."""
+        examples = self.read(path, require_labels=True) if isinstance(path, str | Path) else path
+        if isinstance(train, str | Path):
+            train = self.task.read(train, require_labels=True)
+        records = self.predict(examples, explain=False, progress=progress)
+        return self.task.metrics(examples, records, train=train, **metric_options)
+
+    def extract(self, text: str, **options: Any) -> list[dict[str, Any]]:
+        """Raw English text -> relation triples (see :mod:`hiere.extract`)."""
+        from hiere.extract import extract_text
+
+        return extract_text(self, text, **options)
+
+
+def load(model_dir: str | Path, device: str = "auto") -> Predictor:
+    """Load a model directory written by ``hiere train``; nothing else is needed."""
+    resolved = resolve_device(device)
+    model, config, threshold = load_model_dir(model_dir, resolved)
+    return Predictor(model, config, threshold, Path(model_dir), resolved)

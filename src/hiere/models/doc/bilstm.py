@@ -1,0 +1,108 @@
+"""BiLSTM-RE, the DocRED baseline (Yao et al., ACL 2019).
+
+word + entity-type + coreference embeddings -> BiLSTM -> entity = mean over mentions of the mean over
+each mention's tokens -> [entity; relative-distance embedding] for head and tail -> bilinear ->
+sigmoid over relations (BCE, NA included as column 0); a global threshold is tuned on dev.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from hiere.data.docred import Document
+from hiere.data.relations import RelationMap
+from hiere.data.vocab import Vocab
+from hiere.encoders.glove import DEFAULT, WordEmbedding, glove_dim
+from hiere.encoders.lstm import BiLSTM
+from hiere.models.base import HiereModel, ModelConfig, Resources
+from hiere.models.layers import Bilinear
+from hiere.models.doc.common import (
+    DISTANCE_BUCKETS,
+    build_type_vocab,
+    collate_documents,
+    featurize_document,
+)
+
+
+@dataclass
+class BiLSTMConfig(ModelConfig):
+    glove: str = DEFAULT  # "default" (GloVe 6B 50d package) or a GloVe text file of any dimension
+    freeze_embeddings: bool = True  # the DocRED baseline keeps GloVe fixed
+    lowercase: bool = True
+    min_count: int = 1
+    type_dim: int = 20
+    coref_dim: int = 20
+    distance_dim: int = 20
+    hidden: int = 128
+    dropout: float = 0.2  # keep_prob 0.8 in the DocRED code
+    max_entities: int = 128  # coreference ids 1..max_entities
+
+
+class BiLSTMRE(HiereModel):
+    name = "bilstm"
+    task = "doc"
+    decision = "global"
+    Config = BiLSTMConfig
+
+    def __init__(self, config: BiLSTMConfig, resources: Resources):
+        super().__init__(config, resources)
+        words, types = resources.vocabs["words"], resources.vocabs["types"]
+        word_dim = resources.extra["word_dim"]
+        self.word_embedding = WordEmbedding(len(words), word_dim, freeze=config.freeze_embeddings)
+        self.type_embedding = nn.Embedding(len(types), config.type_dim, padding_idx=0)
+        self.coref_embedding = nn.Embedding(config.max_entities + 1, config.coref_dim, padding_idx=0)
+        self.distance_embedding = nn.Embedding(2 * DISTANCE_BUCKETS, config.distance_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = BiLSTM(word_dim + config.type_dim + config.coref_dim, config.hidden)
+        pair_dim = self.lstm.output_size + config.distance_dim
+        self.bilinear = Bilinear(pair_dim, pair_dim, len(resources.relations))
+
+    @classmethod
+    def build_resources(cls, config: BiLSTMConfig, train_examples: list[Document], relations: RelationMap) -> Resources:
+        words = Vocab.build((doc.tokens for doc in train_examples), config.lowercase, config.min_count)
+        return Resources(
+            relations,
+            {"words": words, "types": build_type_vocab(train_examples)},
+            {"word_dim": glove_dim(config.glove)},
+        )
+
+    def init_pretrained(self) -> None:
+        self.word_embedding.load_pretrained(self.resources.vocabs["words"], self.config.glove)
+
+    def featurize(self, example: Document) -> dict[str, Any]:
+        if len(example.entities) > self.config.max_entities:
+            raise ValueError(f"document {example.title!r} has more than max_entities={self.config.max_entities}")
+        vocabs = self.resources.vocabs
+        return featurize_document(example, vocabs["words"], vocabs["types"], self.relations)
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        return collate_documents(features)
+
+    def entity_pair_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        embedded = torch.cat(
+            [
+                self.word_embedding(batch["word_ids"]),
+                self.type_embedding(batch["type_ids"]),
+                self.coref_embedding(batch["coref_ids"]),
+            ],
+            dim=-1,
+        )  # (batch, seq, word + type + coref)
+        context = self.lstm(self.dropout(embedded), batch["lengths"])  # (batch, seq, 2 * hidden)
+        context = self.dropout(context)
+        entities = torch.bmm(batch["entity_map"], context)  # (batch, n_entities, 2 * hidden)
+        head = entities[batch["pair_doc"], batch["pair_h"]]  # (n_pairs, 2 * hidden)
+        tail = entities[batch["pair_doc"], batch["pair_t"]]
+        head = torch.cat([head, self.distance_embedding(batch["distance_ht"])], dim=-1)
+        tail = torch.cat([tail, self.distance_embedding(batch["distance_th"])], dim=-1)
+        return self.bilinear(head, tail)  # (n_pairs, n_relations)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        logits = self.entity_pair_logits(batch)
+        output: dict[str, Any] = {"scores": torch.sigmoid(logits.float())}
+        if self.training and batch.get("labels") is not None:
+            output["loss"] = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+        return output

@@ -1,0 +1,1 @@
+"""One trainer for every model (single process and DDP), checkpoints, inference loop."""

@@ -1,0 +1,353 @@
+"""The one trainer: any registered model, single process or DDP, CPU or CUDA.
+
+``train(config, out_dir)`` reads and validates the data, builds the model, trains with AdamW/Adam/SGD
+(warmup + linear decay, clipping, accumulation, optional bf16/fp16 autocast), evaluates on dev every
+epoch (tuning the global threshold of sigmoid models on dev), keeps the best epoch by the dev metric
+(early stopping with ``patience``), and writes the model directory and a resumable checkpoint after
+every epoch, atomically. Test data, if configured, is scored once with the selected model; it never
+influences selection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm.auto import tqdm
+
+from hiere.config import get
+from hiere.data.relations import RelationMap
+from hiere.errors import HiereConfigError, HiereInputError
+from hiere.io import write_json_atomic
+from hiere.models import get_model_class
+from hiere.models.base import HiereModel
+from hiere.tasks import get_task
+from hiere.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_model_dir
+from hiere.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
+from hiere.training.inference import autocast_context, move_to_device, run_model
+
+log = logging.getLogger("hiere.train")
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_split(task: Any, config: dict, split: str, relations: RelationMap | None, **options: Any) -> list:
+    path = get(config, f"data.{split}")
+    if not path:
+        return []
+    examples = task.read(path, relations=relations.relations if relations else None, require_labels=True, **options)
+    bounds = get(config, f"data.{split}_slice")
+    if bounds is not None:
+        if not (isinstance(bounds, list) and len(bounds) == 2):
+            raise HiereConfigError(f"data.{split}_slice must be [start, end), got {bounds!r}")
+        examples = examples[bounds[0] : bounds[1]]
+    if not examples:
+        raise HiereInputError(str(path), None, None, f"no examples in the {split} split")
+    return examples
+
+
+def build_relations(task: Any, config: dict, train_path: str | None) -> RelationMap:
+    relation_file = get(config, "data.relations")
+    if relation_file:
+        return RelationMap.from_rel_info(relation_file)
+    if not train_path:
+        raise HiereConfigError("the config needs data.train (and optionally data.relations)")
+    return RelationMap.from_facts(task.relation_ids(task.read(train_path, require_labels=True)))
+
+
+def make_optimizer(model: HiereModel, trainer: dict) -> torch.optim.Optimizer:
+    groups = model.parameter_groups(trainer["lr"], trainer["encoder_lr"], trainer["weight_decay"])
+    name = trainer["optimizer"]
+    if name == "adamw":
+        return torch.optim.AdamW(groups)
+    if name == "adam":
+        return torch.optim.Adam(groups)
+    if name == "sgd":
+        return torch.optim.SGD(groups, momentum=trainer["momentum"])
+    raise HiereConfigError(f"trainer.optimizer must be adamw, adam or sgd, got {name!r}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, trainer: dict, total_steps: int):
+    warmup = int(trainer["warmup_ratio"] * total_steps)
+
+    def factor(step: int) -> float:
+        if trainer["schedule"] == "constant":
+            return min(1.0, (step + 1) / warmup) if warmup else 1.0
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def setup_logging(out_dir: Path, is_main: bool) -> None:
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    if is_main:
+        handler = logging.FileHandler(out_dir / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+    else:
+        log.addHandler(logging.NullHandler())
+
+
+class Evaluator:
+    """Scores a split with the model; in DDP every rank takes a strided shard and results are gathered."""
+
+    def __init__(self, model: HiereModel, task: Any, examples: list, features: list, trainer: dict,
+                 device: torch.device, context: DistContext):
+        self.model, self.task, self.examples, self.features = model, task, examples, features
+        self.trainer, self.device, self.context = trainer, device, context
+
+    def scores(self) -> tuple[list, torch.Tensor, list | None]:
+        shard = list(range(self.context.rank, len(self.features), self.context.world_size))
+        rows, scores, explanations = run_model(
+            self.model, self.features, shard, self.trainer["eval_batch_size"], self.device, self.trainer["precision"]
+        )
+        parts = gather_objects((rows, scores, explanations), self.context)
+        all_rows = [row for part in parts for row in part[0]]
+        all_scores = torch.cat([part[1] for part in parts])
+        all_explanations = None if any(p[2] is None for p in parts) else [e for p in parts for e in p[2]]
+        return all_rows, all_scores, all_explanations
+
+    def evaluate(self, threshold: float | None, train_examples: list | None, tune: bool,
+                 **metric_options: Any) -> tuple[dict[str, Any], float]:
+        rows, scores, _ = self.scores()
+        if tune:
+            threshold, _ = self.task.tune_threshold(self.examples, rows, scores, self.model.relations)
+        records = self.task.decode(self.examples, rows, scores, self.model.relations, threshold)
+        metrics = self.task.metrics(self.examples, records, train=train_examples, **metric_options)
+        metrics["threshold"] = threshold
+        return metrics, threshold
+
+
+def featurize_all(model: HiereModel, examples: list, split: str, path: str, progress: bool) -> list[dict]:
+    features = []
+    for index, example in enumerate(tqdm(examples, desc=f"featurize {split}", disable=not progress, leave=False)):
+        try:
+            features.append(model.featurize(example))
+        except ValueError as error:
+            raise HiereInputError(path, f"record {index}", None, str(error)) from None
+    return features
+
+
+def train(config: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Path:
+    """Train ``config`` into ``out_dir`` (a model directory) and return its path."""
+    trainer = config["trainer"]
+    out_dir = Path(out_dir)
+    context, device = init_distributed(str(trainer["device"]))
+    try:
+        return _train(config, trainer, out_dir, resume, context, device)
+    finally:
+        shutdown(context)
+
+
+def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: DistContext,
+           device: torch.device) -> Path:
+    if trainer["num_threads"]:
+        torch.set_num_threads(int(trainer["num_threads"]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(out_dir, context.is_main)
+    progress = bool(trainer["progress"]) and context.is_main
+    set_seed(int(trainer["seed"]))
+
+    model_class = get_model_class(config["model"]["name"])
+    model_config = model_class.Config.from_dict(config["model"])
+    task = get_task(model_class.task)
+    relations = build_relations(task, config, get(config, "data.train"))
+
+    # build the model on the training vocabulary
+    train_examples = read_split(task, config, "train", relations, **model_class.training_read_options(model_config))
+    dev_examples = read_split(task, config, "dev", relations)
+    resources = model_class.build_resources(model_config, train_examples, relations)
+    model = model_class(model_config, resources)
+    checkpoint_path = out_dir / CHECKPOINT
+    resuming = resume and checkpoint_path.exists()
+    if not resuming:
+        model.init_pretrained()
+    model.to(device)
+    log.info("model %s: %d parameters (%d trainable), device %s, world size %d", model.name,
+             sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if p.requires_grad),
+             device, context.world_size)
+
+    train_features = featurize_all(model, train_examples, "train", get(config, "data.train"), progress)
+    dev_features = featurize_all(model, dev_examples, "dev", get(config, "data.dev") or "", progress)
+
+    batch_size = int(trainer["batch_size"])
+    if batch_size % context.world_size:
+        raise HiereConfigError(f"trainer.batch_size={batch_size} must be divisible by the {context.world_size} processes")
+    local_batch = batch_size // context.world_size
+    sampler = DistributedSampler(
+        range(len(train_features)), num_replicas=context.world_size, rank=context.rank,
+        shuffle=True, seed=int(trainer["seed"]), drop_last=False,
+    )
+    steps_per_epoch = math.ceil(math.ceil(len(train_features) / context.world_size) / local_batch)
+    updates_per_epoch = math.ceil(steps_per_epoch / int(trainer["grad_accumulation"]))
+    total_updates = updates_per_epoch * int(trainer["epochs"])
+    if trainer["max_steps"]:
+        total_updates = min(total_updates, int(trainer["max_steps"]))
+    optimizer = make_optimizer(model, trainer)
+    scheduler = make_scheduler(optimizer, trainer, total_updates)
+    scaler = torch.amp.GradScaler("cuda", enabled=trainer["precision"] == "fp16" and device.type == "cuda")
+
+    state = {"epoch": 0, "step": 0, "best_metric": -math.inf, "best_epoch": None, "threshold": 0.0,
+             "history": [], "bad_epochs": 0}
+    if resuming:
+        checkpoint = load_checkpoint(checkpoint_path)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        state = checkpoint["state"]
+        restore_rng_state(checkpoint["rng"])
+        log.info("resumed from %s after epoch %d", checkpoint_path, state["epoch"])
+        if progress:
+            tqdm.write(f"resuming after epoch {state['epoch']} (best dev so far: {state['best_metric']:.4f})")
+
+    wrapped: torch.nn.Module = model
+    if context.enabled:
+        wrapped = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    metric_name = trainer["metric"] or task.primary_metric
+    tune = model.decision == "global"
+    evaluator = Evaluator(model, task, dev_examples, dev_features, trainer, device, context)
+    metric_options = {"long_tail": _read_long_tail(get(config, "data.long_tail"))} if model.task == "bag" else {}
+    train_for_ign = train_examples if model.task == "doc" else None
+    resolved = {**config, "data": dict(config.get("data", {}))}
+
+    start_epoch = state["epoch"] + 1
+    for epoch in range(start_epoch, int(trainer["epochs"]) + 1):
+        if trainer["max_steps"] and state["step"] >= int(trainer["max_steps"]):
+            break
+        model.on_epoch_start(epoch)
+        wrapped.train()
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        chunks = [order[i : i + local_batch] for i in range(0, len(order), local_batch)]
+        started, running_loss, seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(chunks, desc=f"epoch {epoch}/{trainer['epochs']}", disable=not progress, unit="batch")
+        optimizer.zero_grad(set_to_none=True)
+        for step_in_epoch, chunk in enumerate(bar, start=1):
+            batch = move_to_device(model.collate([train_features[i] for i in chunk]), device)
+            with autocast_context(device, trainer["precision"]):
+                output = wrapped(batch)
+            loss = output["loss"].float() / int(trainer["grad_accumulation"])
+            scaler.scale(loss).backward()
+            running_loss += float(output["loss"].detach())
+            seen += 1
+            if step_in_epoch % int(trainer["grad_accumulation"]) == 0 or step_in_epoch == len(chunks):
+                scaler.unscale_(optimizer)
+                if trainer["max_grad_norm"]:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(trainer["max_grad_norm"]))
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] += 1
+                if trainer["max_steps"] and state["step"] >= int(trainer["max_steps"]):
+                    break
+            if step_in_epoch % max(1, int(trainer["log_every"])) == 0:
+                bar.set_postfix(loss=f"{running_loss / seen:.4f}")
+        bar.close()
+        train_seconds = time.perf_counter() - started
+        epoch_loss = float(np.mean([v for v in gather_objects(running_loss / max(1, seen), context)]))
+        record: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "train_seconds": round(train_seconds, 2)}
+
+        improved = False
+        if dev_examples and (epoch % int(trainer["eval_every"]) == 0 or epoch == int(trainer["epochs"])):
+            metrics, threshold = evaluator.evaluate(state["threshold"] if not tune else None, train_for_ign, tune,
+                                                    **metric_options)
+            if metric_name not in metrics:
+                raise HiereConfigError(f"trainer.metric={metric_name!r} is not among the dev metrics {sorted(metrics)}")
+            record["dev"] = metrics
+            value = float(metrics[metric_name])
+            if value > state["best_metric"]:
+                improved = True
+                state.update(best_metric=value, best_epoch=epoch, threshold=threshold, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+            message = f"epoch {epoch}: loss {epoch_loss:.4f}, dev {metric_name} {value:.4f} (best {state['best_metric']:.4f} @ {state['best_epoch']})"
+        else:
+            improved = not dev_examples
+            message = f"epoch {epoch}: loss {epoch_loss:.4f}"
+        log.info(message)
+        if progress:
+            tqdm.write(message)
+        state["epoch"] = epoch
+        state["history"].append(record)
+        if context.is_main:
+            if improved:
+                save_model_dir(model, resolved, state["threshold"], out_dir, record.get("dev"))
+            save_checkpoint(out_dir / CHECKPOINT, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "state": state, "rng": rng_state(),
+            })
+            write_json_atomic(out_dir / "history.json", state["history"], indent=1)
+        barrier(context)
+        if trainer["patience"] and state["bad_epochs"] >= int(trainer["patience"]):
+            log.info("early stop: no dev improvement in %d epochs", state["bad_epochs"])
+            break
+
+    if context.is_main and not (out_dir / "config.yaml").exists():
+        save_model_dir(model, resolved, state["threshold"], out_dir)
+    barrier(context)
+    if get(config, "data.test") and context.is_main:
+        _score_test(config, out_dir, task, device, train_for_ign, metric_options)
+    return out_dir
+
+
+def _score_test(config: dict, out_dir: Path, task: Any, device: torch.device, train_examples: list | None,
+                metric_options: dict) -> None:
+    """Score the selected model once on test (never used for selection)."""
+    from hiere.api import load
+
+    predictor = load(out_dir, device=str(device))
+    test_examples = read_split(task, config, "test", predictor.relations)
+    metrics = predictor.evaluate(test_examples, train=train_examples, **metric_options)
+    write_json_atomic(out_dir / "test_metrics.json", metrics, indent=1)
+    log.info("test: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+
+
+def _read_long_tail(path: str | None) -> list[str] | None:
+    if not path:
+        return None
+    file = Path(path)
+    if not file.exists():
+        raise HiereInputError(path, None, None, "long-tail relation list does not exist")
+    return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def dump_config(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(config, sort_keys=False)
