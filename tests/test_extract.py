@@ -18,6 +18,7 @@ from hiere.extract import (
     TRIPLE_FIELDS,
     add_extract_arguments,
     document_to_bags,
+    document_windows,
     entity_ids,
     extract,
     extract_text,
@@ -25,6 +26,7 @@ from hiere.extract import (
     iter_documents,
     run_extract,
     triples_from_predictions,
+    window_document,
 )
 from hiere.text.clusters import MentionInfo, cluster_mentions, initials, is_acronym, normalize_name
 from hiere.text.pipeline import (
@@ -91,13 +93,17 @@ class GoldPredictor:
         self.calls = 0
 
     def gold_pairs(self, document: Document) -> list[tuple[int, int, str]]:
+        """Facts of the gold document sharing the most entity names with ``document``."""
         names = [{squash(m.name) for m in entity} for entity in document.entities]
+        best: list[tuple[int, int, str]] = []
+        best_matched = 1
         for gold in self.gold:
             gold_names = [{squash(m.name) for m in entity} for entity in gold.entities]
             matches = [[i for i, n in enumerate(names) if n & g] for g in gold_names]
-            if sum(bool(m) for m in matches) >= len(gold.entities) // 2:
-                return [(h, t, f.r) for f in gold.facts for h in matches[f.h] for t in matches[f.t] if h != t]
-        return []
+            if sum(bool(m) for m in matches) > best_matched:
+                best_matched = sum(bool(m) for m in matches)
+                best = [(h, t, f.r) for f in gold.facts for h in matches[f.h] for t in matches[f.t] if h != t]
+        return best
 
     def predict(self, examples: list) -> list[dict]:
         self.calls += 1
@@ -534,3 +540,32 @@ def test_bad_entities_of_a_record_name_the_document(documents, relations, pipeli
     with pytest.raises(HiereInputError) as caught:
         list(extract(predictor, records, pipeline=pipeline, source="docs.jsonl"))
     assert str(caught.value).startswith("docs.jsonl: document 2, entity 0, field end:")
+
+
+def test_document_windows_overlap_and_cover_every_sentence(documents, pipeline):
+    long_doc = pipeline.parse(" ".join(joined(doc) for doc in documents)).document
+    lengths = [len(sentence) for sentence in long_doc.sents]
+    windows = document_windows(long_doc, 300)
+    assert windows[0][0] == 0 and windows[-1][1] == len(lengths) and len(windows) > 2
+    assert all(sum(lengths[a:b]) <= 300 or b - a == 1 for a, b in windows)
+    assert all(b[0] < a[1] and a[0] < b[0] for a, b in itertools.pairwise(windows))  # overlapping, advancing
+    assert all(any(a <= i and i + 1 < b for a, b in windows) for i in range(len(lengths) - 1))
+    assert document_windows(long_doc, 0) == [(0, len(lengths))]
+    start, end = windows[1]
+    window, index = window_document(long_doc, start, end, "w")
+    assert window.sents == long_doc.sents[start:end]
+    for local, entity in enumerate(window.entities):
+        assert {m.name for m in entity} <= {m.name for m in long_doc.entities[index[local]]}
+        assert all(window.sents[m.sent_id][m.pos[0] : m.pos[1]] == m.name.split() for m in entity)
+
+
+def test_extract_reads_long_documents_in_windows(documents, relations, pipeline):
+    predictor = GoldPredictor(documents, relations)
+    text = " ".join(joined(doc) for doc in documents[:3])
+    whole = extract_text(predictor, text, pipeline=pipeline)
+    [windowed] = extract(predictor, [text], pipeline=pipeline, window_tokens=250)
+    gold_by_doc = [{(squash(m.name), f.r) for f in d.facts for m in d.entities[f.h]} for d in documents[:3]]
+    keys = {(squash(t["head"]), t["relation"]) for t in windowed}
+    sources = {i for i, gold in enumerate(gold_by_doc) if keys & gold}
+    assert len(sources) >= 2 and len(windowed) > len(whole) > 0
+    assert len({(t["head"], t["relation"], t["tail"]) for t in windowed}) == len(windowed)

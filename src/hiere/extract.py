@@ -22,6 +22,7 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,6 +34,7 @@ from hiere.text.pipeline import EntitySpan, ParsedText, TextPipeline, entity_nam
 
 LOGGER = logging.getLogger(__name__)
 BAG_ENTITY_TYPES = ("PER", "ORG", "LOC", "MISC")  # NYT10 / GDS pair named entities, never dates or numbers
+DEFAULT_WINDOW_TOKENS = 1024  # longer documents are read in overlapping windows (Re-DocRED: <= 481 tokens)
 TRIPLE_FIELDS = ("head", "head_type", "relation", "relation_name", "tail", "tail_type", "score", "evidence")
 
 
@@ -159,6 +161,41 @@ def text_pipeline(predictor: Any) -> TextPipeline:
     return pipeline
 
 
+def document_windows(document: Document, window_tokens: int) -> list[tuple[int, int]]:
+    """Sentence ranges ``[start, end)`` of at most ``window_tokens`` tokens, each starting halfway
+    through the previous one, so two sentences closer than half a window share a window. A document
+    that fits (or ``window_tokens <= 0``) is one window; a longer single sentence is its own window."""
+    lengths = [len(sentence) for sentence in document.sents]
+    if window_tokens <= 0 or sum(lengths) <= window_tokens:
+        return [(0, len(lengths))]
+    windows, start = [], 0
+    while True:
+        end, size = start, 0
+        while end < len(lengths) and (end == start or size + lengths[end] <= window_tokens):
+            size += lengths[end]
+            end += 1
+        windows.append((start, end))
+        if end >= len(lengths):
+            return windows
+        middle, covered = start, 0
+        while middle + 1 < end and covered + lengths[middle] <= size // 2:
+            covered += lengths[middle]
+            middle += 1
+        start = max(middle, start + 1)
+
+
+def window_document(document: Document, start: int, end: int, title: str) -> tuple[Document, list[int]]:
+    """The sentences ``[start, end)`` of a document as a document of their own, with the entities
+    mentioned there -> ``(window, index of each window entity in the whole document)``."""
+    entities, index = [], []
+    for entity_index, mentions in enumerate(document.entities):
+        inside = [replace(m, sent_id=m.sent_id - start) for m in mentions if start <= m.sent_id < end]
+        if inside:
+            entities.append(inside)
+            index.append(entity_index)
+    return Document(title, document.sents[start:end], entities), index
+
+
 def extract(
     predictor: Any,
     texts: Iterable[str | Mapping[str, Any]],
@@ -167,34 +204,40 @@ def extract(
     batch_size: int = 8,
     skip_errors: bool = False,
     source: str | None = None,
+    window_tokens: int = DEFAULT_WINDOW_TOKENS,
 ) -> Iterator[list[dict[str, Any]]]:
     """Stream triples: one list per input text, in input order.
 
     ``texts``: strings or records ``{"text", "title"?, "entities"?}`` (user entity spans, see
     :func:`hiere.text.pipeline.parse_entities`). A text that is empty or has fewer than two entities
     gives ``[]``. Binary or non-English input raises :class:`HiereInputError`, or with
-    ``skip_errors`` logs a warning and gives ``[]``. Document models see ``batch_size`` documents
-    per call; only one batch is held in memory.
+    ``skip_errors`` logs a warning and gives ``[]``. Document models see ``batch_size`` texts per
+    call; only one batch is held in memory. A document longer than ``window_tokens`` is read by the
+    model in overlapping windows (:func:`document_windows`); a triple found in several windows
+    keeps its best score.
     """
     pipeline = pipeline or text_pipeline(predictor)
     task = task_name(predictor)
     if threshold is None:
         threshold = float(getattr(predictor, "threshold", 0.5)) if task == "bag" else 0.5
-    pending: list[tuple[ParsedText | None, int]] = []
+    pending: list[tuple[ParsedText | None, list[tuple[Document, list[int], int]]]] = []
 
     def flush() -> Iterator[list[dict[str, Any]]]:
-        documents = [parsed.document for parsed, _ in pending if parsed is not None]
-        records = predictor.predict(documents) if documents else []
+        windows = [window for _, doc_windows in pending for window, _, _ in doc_windows]
         by_title: dict[str, list[Mapping[str, Any]]] = {}
-        for record in records:
+        for record in predictor.predict(windows) if windows else []:
             by_title.setdefault(str(record["title"]), []).append(record)
-        for parsed, _ in pending:
+        for parsed, doc_windows in pending:
             if parsed is None:
                 yield []
-            else:
-                found = by_title.get(parsed.document.title, [])
-                texts = parsed.sentence_texts
-                yield triples_from_predictions(parsed.document, found, predictor.relations, texts)
+                continue
+            records = [
+                _to_whole_document(record, entity_index, sent_offset)
+                for window, entity_index, sent_offset in doc_windows
+                for record in by_title.get(window.title, [])
+            ]
+            texts = parsed.sentence_texts
+            yield triples_from_predictions(parsed.document, records, predictor.relations, texts)
         pending.clear()
 
     for index, item in enumerate(texts):
@@ -204,13 +247,28 @@ def extract(
         if task == "bag":
             yield _extract_bags(predictor, parsed, threshold) if parsed is not None else []
             continue
+        doc_windows = []
         if parsed is not None:
-            parsed.document.title = f"{index}"  # unique inside a batch; records are matched back by it
-        pending.append((parsed, index))
+            for number, (start, end) in enumerate(document_windows(parsed.document, window_tokens)):
+                # titles are unique inside a batch: records are matched back by them
+                window, entity_index = window_document(parsed.document, start, end, f"{index}/{number}")
+                if len(entity_index) >= 2:
+                    doc_windows.append((window, entity_index, start))
+        pending.append((parsed, doc_windows))
         if len(pending) >= batch_size:
             yield from flush()
     if pending:
         yield from flush()
+
+
+def _to_whole_document(record: Mapping[str, Any], entity_index: list[int], sent_offset: int) -> dict:
+    """A window's record with entity indices and evidence sentence ids of the whole document."""
+    head, tail = entity_index[int(record["h_idx"])], entity_index[int(record["t_idx"])]
+    whole = {**record, "h_idx": head, "t_idx": tail}
+    evidence = record.get("evidence")
+    if isinstance(evidence, list) and all(isinstance(i, int) for i in evidence):
+        whole["evidence"] = [i + sent_offset for i in evidence]
+    return whole
 
 
 def _extract_bags(predictor: Any, parsed: ParsedText, threshold: float) -> list[dict[str, Any]]:
@@ -381,6 +439,9 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None,
                         help="bag models: minimum score of a relation (default: the model's tuned threshold)")
     parser.add_argument("--batch-size", type=int, default=8, help="documents per model call (default 8)")
+    parser.add_argument("--window-tokens", type=int, default=DEFAULT_WINDOW_TOKENS,
+                        help="document models read longer documents in overlapping windows of this many "
+                        f"tokens (default {DEFAULT_WINDOW_TOKENS}; 0: never)")
     parser.add_argument("--no-language-check", action="store_true",
                         help="do not reject text that does not look like English")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for files")
@@ -444,6 +505,7 @@ def _run_extract(args: argparse.Namespace, out: TextIO) -> int:
     results = extract(
         predictor, titled(items), pipeline=pipeline, threshold=getattr(args, "threshold", None),
         batch_size=getattr(args, "batch_size", 8), skip_errors=path is not None,
+        window_tokens=getattr(args, "window_tokens", DEFAULT_WINDOW_TOKENS),
         source=None if path is None else str(path),
     )
     fmt = getattr(args, "format", "jsonl")
