@@ -160,7 +160,7 @@ def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -
     test = TASK.metrics(data["test"], records, long_tail=data["long_tail"].get("rel100"))
     if "rel200" in data["long_tail"]:
         rel200 = TASK.metrics(data["test"], records, long_tail=data["long_tail"]["rel200"])
-        test["rel200"] = {k: v for k, v in rel200.items() if k.startswith("hits")}
+        test["rel200"] = {k: v for k, v in rel200.items() if k.startswith("hits") or k.startswith("n_long")}
         # long tail of *this* training subset: relations seen in training, with < 100 / < 200 sentences
         counts = Counter(bag.relations[0] for bag in data["train"] for _ in bag.sentences)
         for limit in (100, 200):
