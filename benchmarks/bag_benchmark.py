@@ -269,8 +269,62 @@ def report(out: Path, plot: Path | None) -> None:
                 for name, c in counts
             )
         )
+    buckets(out, results)
     if plot is not None:
         _plot(results, plot)
+
+
+BUCKETS = ((0, 0, "unseen in train"), (1, 99, "1-99"), (100, 999, "100-999"), (1000, 10**9, ">=1000"))
+
+
+def buckets(out: Path, results: list[dict]) -> None:
+    """NYT10 Hits@10 by how many training sentences the gold relation has (from the saved test scores)."""
+    import numpy as np
+    import torch
+
+    from hiere.tasks.bag import TASK
+
+    runs = [r for r in results if r["dataset"] == "nyt10"]
+    runs = [r for r in runs if (out / f"nyt10_{r['model']}_{r['seed']}_test_scores.npy").exists()]
+    if not runs:
+        return
+    data = load_dataset("nyt10")
+    counts = Counter(bag.relations[0] for bag in data["train"] for _ in bag.sentences)
+    groups = {
+        label: [r for r in data["relations"].relations[1:] if low <= counts.get(r, 0) <= high]
+        for low, high, label in BUCKETS
+    }
+    rows = [(i, None) for i in range(len(data["test"]))]
+    table: dict[str, dict[str, list[float]]] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    for run in runs:
+        scores = torch.from_numpy(np.load(out / f"nyt10_{run['model']}_{run['seed']}_test_scores.npy"))
+        records = TASK.decode(data["test"], rows, scores, data["relations"])
+        for label, relations in groups.items():
+            metrics = TASK.metrics(data["test"], records, long_tail=relations)
+            sizes[label] = (metrics["n_long_tail_bags"], metrics["n_long_tail_relations"])
+            cell = table.setdefault(run["model"], {})
+            cell.setdefault(f"{label} micro", []).append(metrics["hits@10_micro"])
+            cell.setdefault(f"{label} macro", []).append(metrics["hits@10_macro"])
+    print(
+        "\n#### nyt10 Hits@10 (%) by training sentences of the gold relation"
+        " (test bags / relations per group)\n"
+    )
+    header = ["model"] + [
+        f"{label} ({sizes[label][0]} / {sizes[label][1]}) {kind}"
+        for label in groups
+        for kind in ("micro", "macro")
+    ]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for model_key in MODELS:
+        if model_key not in table:
+            continue
+        cells = [f"{model_key} (seeds {','.join(str(r['seed']) for r in runs if r['model'] == model_key)})"]
+        for label in groups:
+            for kind in ("micro", "macro"):
+                cells.append(_mean_std(table[model_key][f"{label} {kind}"], digits=1))
+        print("| " + " | ".join(cells) + " |")
 
 
 def _mean_std(values: list[float | None], digits: int = 3) -> str:
