@@ -138,25 +138,9 @@ class KMGRE(TransformerDocModel):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         config = self.config
-        # hidden (B, L, H), mention states (M, H), mention attention (M, heads, L)
-        hidden, mention_states, mention_attention = self.encode_mentions(batch)
-        mention_states = mention_states.float()
-        first, second = batch["mention_pairs"][:, 0], batch["mention_pairs"][:, 1]
+        pair_logits, key_logits = self.mention_pair_logits_and_keys(batch)
         pair_row = batch["mention_pair_row"]  # (P,)
         n_rows = len(batch["pairs"])
-        pair_doc = batch["pair_doc"][pair_row]
-        context = self.localized_context(
-            hidden, mention_attention, first, second, pair_doc, config.pair_chunk
-        ).float()  # c(i,j): (P, H)
-        pair_logits = self.mention_pair_logits(mention_states, context, first, second)  # (P, R)
-
-        key_logits = None
-        if config.key_instance_classifier:
-            # (P, 3H), stop-gradient: the E-step loss reaches ω only
-            x_key = torch.cat([mention_states[first], mention_states[second], context], dim=-1).detach()
-            x_key = torch.tanh(self.key_projection(x_key))  # x'(i,j)
-            key_logits = self.key_classifier(x_key).squeeze(-1).float()  # (P,): logit of p_ω(z | m_i, m_j)
-
         weights = self.fusion_weights(pair_logits, key_logits, pair_row, n_rows)  # (P,), sum 1 per row
         entity_logits = torch.zeros(n_rows, pair_logits.shape[1], device=pair_logits.device).index_add(
             0, pair_row, pair_logits * weights[:, None]
@@ -176,6 +160,28 @@ class KMGRE(TransformerDocModel):
         if not self.training:
             output["explanations"] = self.explain(batch, output["scores"], pair_logits, key_logits, weights)
         return output
+
+    def mention_pair_logits_and_keys(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One encoder pass -> extractor logits (P, R) and key-instance logits (P,) (None without ω)."""
+        config = self.config
+        # hidden (B, L, H), mention states (M, H), mention attention (M, heads, L)
+        hidden, mention_states, mention_attention = self.encode_mentions(batch)
+        mention_states = mention_states.float()
+        first, second = batch["mention_pairs"][:, 0], batch["mention_pairs"][:, 1]
+        pair_doc = batch["pair_doc"][batch["mention_pair_row"]]  # (P,)
+        context = self.localized_context(
+            hidden, mention_attention, first, second, pair_doc, config.pair_chunk
+        ).float()  # c(i,j): (P, H)
+        pair_logits = self.mention_pair_logits(mention_states, context, first, second)  # (P, R)
+
+        key_logits = None
+        if config.key_instance_classifier:
+            # (P, 3H), stop-gradient: the E-step loss reaches ω only
+            x_key = torch.cat([mention_states[first], mention_states[second], context], dim=-1).detach()
+            x_key = torch.tanh(self.key_projection(x_key))  # x'(i,j)
+            key_logits = self.key_classifier(x_key).squeeze(-1).float()  # (P,): logit of p_ω(z | m_i, m_j)
+
+        return pair_logits, key_logits
 
     def fusion_weights(
         self, pair_logits: torch.Tensor, key_logits: torch.Tensor | None, pair_row: torch.Tensor, n_rows: int
