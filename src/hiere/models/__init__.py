@@ -15,6 +15,8 @@ MODEL_MODULES: dict[str, str] = {
     "cnn_att": "hiere.models.bag.att",
     "pcnn_att": "hiere.models.bag.att",
     "hnre": "hiere.models.bag.hnre",
+    "bert_att": "hiere.models.bag.bert_att",
+    "hiclre": "hiere.models.bag.hiclre",
 }
 
 

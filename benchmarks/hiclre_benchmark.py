@@ -1,0 +1,265 @@
+"""BERT+ATT vs HiCLRE (Li et al. 2022) on GIDS and the NYT10 subset, plus the cost of the perturbation pass.
+
+Every run trains ``configs/{model}_{dataset}.yaml`` with the hiere trainer in its own process (one
+thread), the model selected on dev PR-AUC, scored once on test; the same encoder, epochs and seeds for
+both models.
+Results go to ``OUT/{dataset}_{model}_{seed}.json`` (finished runs are skipped when run again).
+
+    python benchmarks/hiclre_benchmark.py --out bench_out/hiclre --datasets gids --seeds 1 2 --epochs 3
+    python benchmarks/hiclre_benchmark.py --out bench_out/hiclre --overhead gids   # eq. 12 pass: time, memory
+    python benchmarks/hiclre_benchmark.py --out bench_out/hiclre --report
+
+``--set key=value`` is passed to every run (e.g. ``--set model.max_length=64``). ``--models`` also accepts
+ablations ``hiclre:<switch>`` (``hiclre:recontextualization``, ``hiclre:contrastive``, ``hiclre:bag_memory``,
+...), which set that model key to false (Table 3 rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ("gids", "nyt10")
+
+
+def model_overrides(model_key: str) -> tuple[str, list[str]]:
+    """``hiclre:bag_memory`` -> (``hiclre``, [``model.bag_memory=false``])."""
+    name, _, switch = model_key.partition(":")
+    return name, ([f"model.{switch}=false"] if switch else [])
+
+
+def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from hiere.api import load
+    from hiere.config import load_config
+    from hiere.training.trainer import train
+
+    torch.set_num_threads(1)
+    name, ablation = model_overrides(model_key)
+    overrides = [
+        f"trainer.seed={seed}",
+        f"trainer.epochs={args.epochs}",
+        f"model.total_epochs={args.epochs}",
+        "trainer.num_threads=1",
+        "trainer.progress=false",
+        *ablation,
+        *args.set,
+    ]
+    if name == "bert_att":
+        overrides = [o for o in overrides if not o.startswith("model.total_epochs")]
+    config = load_config(ROOT / "configs" / f"{name}_{dataset}.yaml", overrides)
+    out_dir = args.out / "runs" / f"{dataset}_{model_key.replace(':', '-')}_{seed}"
+    started = time.perf_counter()
+    train(config, out_dir)
+    wall = time.perf_counter() - started
+    history = json.loads((out_dir / "history.json").read_text())
+    test = json.loads((out_dir / "test_metrics.json").read_text())
+    predictor = load(out_dir, device="cpu")
+    from hiere.training.trainer import read_split
+
+    train_bags = read_split(
+        predictor.task,
+        config,
+        "train",
+        predictor.relations,
+        **type(predictor.model).training_read_options(predictor.model.config),
+    )
+    train_sentences = sum(bag.size for bag in train_bags)
+    test_bags = read_split(predictor.task, config, "test", predictor.relations)
+    inference_bags = test_bags[: args.inference_bags]
+    started = time.perf_counter()
+    predictor.scores(inference_bags)
+    inference_seconds = time.perf_counter() - started
+    train_seconds = sum(record["train_seconds"] for record in history)
+    return {
+        "dataset": dataset,
+        "model": model_key,
+        "seed": seed,
+        "overrides": overrides,
+        "best_epoch": max(history, key=lambda r: r.get("dev", {}).get("pr_auc", -1))["epoch"],
+        "history": [
+            {"epoch": r["epoch"], "loss": r["loss"], "dev_pr_auc": r.get("dev", {}).get("pr_auc")}
+            for r in history
+        ],
+        "test": test,
+        "train_sentences_per_s": train_sentences * len(history) / train_seconds,
+        "inference_sentences_per_s": sum(b.size for b in inference_bags) / inference_seconds,
+        "wall_seconds": wall,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
+    }
+
+
+def overhead(dataset: str, gradient: bool, args: argparse.Namespace) -> dict[str, Any]:
+    """HiCLRE training steps with or without the eq. 12 gradient pass: seconds per step, pass seconds, RSS."""
+    import torch
+
+    from hiere.config import load_config
+    from hiere.models import get_model_class
+    from hiere.tasks.bag import TASK
+    from hiere.training.trainer import build_relations, read_split
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    switches = (
+        [] if gradient else [f"model.{level}_gradient=false" for level in ("entity", "sentence", "bag")]
+    )
+    config = load_config(ROOT / "configs" / f"hiclre_{dataset}.yaml", [*switches, *args.set])
+    model_class = get_model_class("hiclre")
+    model_config = model_class.Config.from_dict(config["model"])
+    relations = build_relations(TASK, config, config["data"]["train"])
+    bags = read_split(TASK, config, "train", relations, **model_class.training_read_options(model_config))
+    model = model_class(model_config, model_class.build_resources(model_config, bags, relations))
+    model.init_pretrained()
+    model.train()
+    model.on_epoch_start(2)  # memory term active
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    batch_size, steps = 16, args.overhead_steps
+    features = [model.featurize(bag) for bag in bags[: batch_size * (steps + 1)]]
+    seconds = []
+    for step in range(steps + 1):
+        batch = model.collate(features[step * batch_size : (step + 1) * batch_size])
+        started = time.perf_counter()
+        loss = model(batch)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step:  # the first step warms up
+            seconds.append(time.perf_counter() - started)
+        else:
+            model.perturbation_seconds = 0.0
+    return {
+        "dataset": dataset,
+        "gradient_pass": gradient,
+        "steps": steps,
+        "bags_per_step": batch_size,
+        "seconds_per_step": statistics.mean(seconds),
+        "perturbation_seconds_per_step": model.perturbation_seconds / steps,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def report(out: Path) -> None:
+    results = [
+        json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if not p.name.startswith("overhead")
+    ]
+    keys = [
+        ("pr_auc", "PR-AUC"),
+        ("p@100", "P@100"),
+        ("p@200", "P@200"),
+        ("p@300", "P@300"),
+        ("micro_f1", "micro-F1"),
+        ("macro_f1", "macro-F1"),
+    ]
+    for dataset in DATASETS:
+        rows = [r for r in results if r["dataset"] == dataset]
+        if not rows:
+            continue
+        print(f"\n### {dataset}\n")
+        header = [
+            "model",
+            "seeds",
+            *(n for _, n in keys),
+            "best epoch",
+            "train sent/s",
+            "infer sent/s",
+            "peak RSS MB",
+        ]
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for model_key in dict.fromkeys(r["model"] for r in rows):
+            runs = sorted((r for r in rows if r["model"] == model_key), key=lambda r: r["seed"])
+            cells = [model_key, ",".join(str(r["seed"]) for r in runs)]
+            cells += [_mean_std([r["test"].get(key) for r in runs]) for key, _ in keys]
+            cells.append(",".join(str(r["best_epoch"]) for r in runs))
+            for key in ("train_sentences_per_s", "inference_sentences_per_s", "peak_rss_mb"):
+                cells.append(f"{statistics.mean(r[key] for r in runs):.1f}")
+            print("| " + " | ".join(cells) + " |")
+    for path in sorted(out.glob("overhead_*.json")):
+        print(f"\n{path.name}: {path.read_text()}")
+
+
+def _mean_std(values: list[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench_out/hiclre"))
+    parser.add_argument("--datasets", nargs="+", default=["gids"], choices=DATASETS)
+    parser.add_argument("--models", nargs="+", default=["bert_att", "hiclre"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides for every run (key=value)")
+    parser.add_argument("--inference-bags", type=int, default=200, help="test bags timed for inference speed")
+    parser.add_argument("--overhead", choices=DATASETS, help="measure the eq. 12 gradient pass")
+    parser.add_argument("--overhead-steps", type=int, default=4)
+    parser.add_argument("--single", nargs=3, metavar=("DATASET", "MODEL", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--single-overhead", nargs=2, metavar=("DATASET", "GRADIENT"), help=argparse.SUPPRESS)
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        report(args.out)
+        return
+    if args.single or args.single_overhead:
+        if args.single:
+            dataset, model_key, seed = args.single
+            result = run_one(dataset, model_key, int(seed), args)
+            target = args.out / f"{dataset}_{model_key.replace(':', '-')}_{seed}.json"
+        else:
+            dataset, gradient = args.single_overhead
+            result = overhead(dataset, gradient == "on", args)
+            target = args.out / f"overhead_{dataset}_{gradient}.json"
+        result["command"] = " ".join(sys.argv)
+        target.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
+        target.with_suffix(".tmp").replace(target)
+        return
+    print("command:", " ".join(sys.argv), flush=True)
+    common = [
+        "--out",
+        str(args.out),
+        "--epochs",
+        str(args.epochs),
+        "--inference-bags",
+        str(args.inference_bags),
+        "--overhead-steps",
+        str(args.overhead_steps),
+        "--set",
+        *args.set,
+    ]
+    if args.overhead:
+        for gradient in ("on", "off"):
+            subprocess.run(
+                [sys.executable, __file__, "--single-overhead", args.overhead, gradient, *common], check=True
+            )
+        return
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            for model_key in args.models:
+                if (args.out / f"{dataset}_{model_key.replace(':', '-')}_{seed}.json").exists():
+                    continue
+                subprocess.run(
+                    [sys.executable, __file__, "--single", dataset, model_key, str(seed), *common], check=True
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""bert_att and hiclre (Li et al. 2022) on small slices of GIDS: cropping, features, shapes, gradients,
+the perturbation and memory terms by hand, ablation switches, batch independence, a trainer/API round trip."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hiere.config import load_config
+from hiere.data.bags import read_bags
+from hiere.data.relations import RelationMap
+from hiere.errors import HiereConfigError
+from hiere.models import get_model_class
+from hiere.models.bag.bert_att import crop_words, entity_mean
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+GIDS = DATA / "gids"
+SMALL = {"max_length": 32, "heads": 4, "mlp_ratio": 1}
+
+
+@pytest.fixture(scope="module")
+def relations() -> RelationMap:
+    return RelationMap.from_rel_info(GIDS / "gids_rel2id.json")
+
+
+@pytest.fixture(scope="module")
+def train_bags(relations):
+    """The first GIDS training bags; the two with two sentences come first (bags 0 and 5 of the file)."""
+    bags = read_bags(GIDS / "gids_dev.txt", relations, mode="pair_relation", require_labels=True, limit=8)
+    multi = [bag for bag in bags if bag.size > 1]
+    return multi[:2] + [bag for bag in bags if bag.size == 1][:1]
+
+
+def build(name: str, bags, relations, seed: int = 0, **options):
+    model_class = get_model_class(name)
+    keys = {f.name for f in model_class.Config.__dataclass_fields__.values()}
+    config = model_class.Config.from_dict({k: v for k, v in {**SMALL, **options}.items() if k in keys})
+    torch.manual_seed(seed)
+    return model_class(config, model_class.build_resources(config, bags, relations))
+
+
+def batch_of(model, bags):
+    return model.collate([model.featurize(bag) for bag in bags])
+
+
+# ---------------------------------------------------------------- cropping and features
+
+
+def test_crop_words_by_hand():
+    assert crop_words([1, 1, 1], (0, 1), (2, 3), 5) == [(0, 3)]  # fits: everything
+    # region [2, 5) has 3 subwords; widened alternately left, right, left within 6
+    assert crop_words([1, 1, 1, 1, 1, 1, 1, 1], (2, 3), (4, 5), 6) == [(0, 6)]
+    # region too long: one window of budget // 2 around each entity
+    assert crop_words([1] * 10, (1, 2), (7, 8), 4) == [(0, 2), (6, 8)]
+    # a word of 3 subwords does not fit the remaining budget
+    assert crop_words([3, 1, 1, 1, 3], (1, 2), (3, 4), 4) == [(1, 4)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 4), min_size=2, max_size=40),
+    st.data(),
+    st.integers(8, 40),
+)
+def test_crop_words_keeps_entities_within_budget(counts, data, budget):
+    n = len(counts)
+    head_start = data.draw(st.integers(0, n - 1))
+    tail_start = data.draw(st.integers(0, n - 1))
+    head = (head_start, head_start + 1)
+    tail = (tail_start, tail_start + 1)
+    ranges = crop_words(counts, head, tail, budget)
+    kept = [w for start, end in ranges for w in range(start, end)]
+    assert kept == sorted(set(kept))  # ordered, no duplicates
+    assert head_start in kept and tail_start in kept
+    assert sum(counts[w] for w in kept) <= max(budget, sum(counts[w] for w in {head_start, tail_start}))
+
+
+def test_featurize_spans_cover_the_entities(relations):
+    """Long GIDS sentences are cropped to max_length and the entity spans decode to the entity words."""
+    bags = read_bags(GIDS / "gids_dev.txt", relations, require_labels=True, limit=6)
+    model = build("bert_att", bags, relations, max_length=32)
+    tokenizer = model.encoder.tokenizer
+    for bag in bags:
+        for sentence, features in zip(bag.sentences, model.featurize(bag)["sentences"], strict=True):
+            ids = features["input_ids"]
+            assert len(ids) <= 32 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+            for span, (start, end) in ((features["head"], sentence.head), (features["tail"], sentence.tail)):
+                decoded = tokenizer.decode(ids[span[0] : span[1]]).replace(" ", "")
+                words = "".join(sentence.tokens[start:end]).lower()
+                assert decoded == words.replace("##", "") or words.startswith(decoded)
+    assert max(len(s.tokens) for b in bags for s in b.sentences) > 32  # cropping was exercised
+
+
+def test_entity_mean_by_hand():
+    hidden = torch.arange(12, dtype=torch.float).view(1, 4, 3)  # rows [0,1,2], [3,4,5], [6,7,8], [9,10,11]
+    assert entity_mean(hidden, torch.tensor([[1, 3]])).tolist() == [[4.5, 5.5, 6.5]]
+
+
+# ---------------------------------------------------------------- bert_att
+
+
+def test_bert_att_shapes_gradients_and_explanations(train_bags, relations):
+    model = build("bert_att", train_bags, relations)
+    batch = batch_of(model, train_bags)
+    n_sent = sum(bag.size for bag in train_bags)
+    assert batch["input_ids"].shape[0] == n_sent and batch["head_span"].shape == (n_sent, 2)
+    model.train()
+    output = model(batch)
+    output["loss"].backward()
+    assert output["scores"].shape == (3, len(relations))
+    assert model.encoder.transformer.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    assert model.relation_queries.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        output = model(batch)
+    assert ((output["scores"] >= 0) & (output["scores"] <= 1)).all()
+    weights = output["explanations"][0]["by_relation"][relations.relations[1]]["attention"]["weights"]
+    assert len(weights[0]) == train_bags[0].size and math.isclose(sum(weights[0]), 1.0, abs_tol=1e-4)
+
+
+# ---------------------------------------------------------------- hiclre
+
+
+def test_hiclre_loss_is_eq17_and_reaches_every_part(train_bags, relations):
+    model = build("hiclre", train_bags, relations)
+    model.train()
+    model.on_epoch_start(1)
+    output = model(batch_of(model, train_bags))
+    lambdas = model.config.lambdas
+    expected = (
+        lambdas[0] * output["entity_info_nce"]
+        + lambdas[1] * output["sentence_info_nce"]
+        + lambdas[2] * output["bag_info_nce"]
+        + lambdas[3] * output["task_loss"]
+    )
+    assert torch.isclose(output["loss"].detach(), expected, atol=1e-5)
+    output["loss"].backward()
+    for module in (model.entity_level, model.sentence_level, model.bag_level):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    assert model.encoder.transformer.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    assert model.perturbation_seconds > 0  # the eq. 12 pass ran
+
+
+def test_hiclre_ablation_switches_remove_components(train_bags, relations):
+    full = build("hiclre", train_bags, relations)
+    plain = build("hiclre", train_bags, relations, recontextualization=False)
+    assert not hasattr(plain, "bag_level")
+    assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in full.parameters())
+
+    no_cl = build("hiclre", train_bags, relations, contrastive=False)
+    no_cl.train()
+    output = no_cl(batch_of(no_cl, train_bags))
+    assert torch.equal(output["loss"].detach(), output["task_loss"]) and "bag_info_nce" not in output
+    assert not any(name.startswith("memory_") for name, _ in no_cl.named_buffers())
+
+    no_gradient = build(
+        "hiclre",
+        train_bags,
+        relations,
+        entity_gradient=False,
+        sentence_gradient=False,
+        bag_gradient=False,
+        bag_memory=False,
+    )
+    no_gradient.train()
+    no_gradient(batch_of(no_gradient, train_bags))
+    assert no_gradient.perturbation_seconds == 0.0  # no extra backward
+    assert {n for n, _ in no_gradient.named_buffers() if n.startswith("memory_")} == {
+        "memory_entity",
+        "memory_entity_epoch",
+        "memory_sentence",
+        "memory_sentence_epoch",
+    }
+
+
+def test_memory_is_bounded_and_inertia_weight_is_eq14(train_bags, relations):
+    model = build("hiclre", train_bags, relations, total_epochs=4)
+    n_sentences = sum(bag.size for bag in train_bags)
+    assert model.memory_sentence.shape == (n_sentences, model.hidden_size)
+    assert model.memory_bag.shape == (len(train_bags), model.hidden_size)
+    batch = batch_of(model, train_bags)
+    assert batch["sentence_slot"].tolist() == list(range(n_sentences))
+    assert batch["bag_slot"].tolist() == [0, 1, 2]
+
+    model.on_epoch_start(1)
+    first = torch.randn(2, model.hidden_size)
+    slots = torch.tensor([1, -1])  # the second row has no slot (not a training bag)
+    assert model.inertia_weight("bag", first, slots).abs().sum() == 0  # nothing stored before epoch 1
+    assert torch.equal(model.memory_bag[1], first[0]) and model.memory_bag_epoch.tolist() == [0, 1, 0]
+
+    model.on_epoch_start(2)
+    second = torch.randn(2, model.hidden_size)
+    weight = model.inertia_weight("bag", second, slots)
+    expected = (4 - 2) / 4 * torch.nn.functional.cosine_similarity(second[0], first[0], dim=0)
+    assert torch.allclose(weight[0, 0], expected, atol=1e-6) and weight[1, 0] == 0
+
+    model.on_epoch_start(4)  # stored at epoch 2, not u - 1 = 3: no memory term
+    assert model.inertia_weight("bag", second, slots)[0, 0] == 0
+
+
+def test_dev_bags_have_no_memory_slot(train_bags, relations):
+    model = build("hiclre", train_bags, relations)
+    dev = read_bags(GIDS / "gids_dev.txt", relations, require_labels=True, offset=866, limit=2)
+    batch = batch_of(model, dev)
+    assert (batch["bag_slot"] == -1).all() and (batch["sentence_slot"] == -1).all()
+
+
+def test_perturbation_follows_the_task_gradient(train_bags, relations):
+    """Eq. 13 alone (no memory): the bag pseudo-positive is h_B_att + ε g/‖g‖, g = ∂L_task/∂h_B_att."""
+    model = build(
+        "hiclre",
+        train_bags,
+        relations,
+        entity_memory=False,
+        sentence_memory=False,
+        bag_memory=False,
+        dropout=0.0,
+    )
+    model.train()
+    batch = batch_of(model, train_bags)
+    captured = {}
+
+    def capture(anchor, positive, temperature):
+        captured.setdefault("pairs", []).append((anchor.detach(), positive.detach()))
+        return anchor.sum() * 0
+
+    import hiere.models.bag.hiclre as hiclre_module
+
+    original = hiclre_module.info_nce
+    hiclre_module.info_nce = capture
+    try:
+        model(batch)
+    finally:
+        hiclre_module.info_nce = original
+    bag_anchor, bag_positive = captured["pairs"][2]
+    difference = bag_positive - bag_anchor  # (n_bags, d)
+    assert torch.allclose(difference.norm(dim=-1), torch.full((3,), model.config.epsilon), atol=1e-4)
+    # the direction raises the task loss: a small step along it increases L_task
+    anchor = bag_anchor.clone().requires_grad_(True)
+    logits = model.classifier(anchor)
+    from hiere.models.bag.common import training_groups
+
+    _, labels, _ = training_groups(batch, "relation")
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    (gradient,) = torch.autograd.grad(loss, anchor)
+    cosine = torch.nn.functional.cosine_similarity(gradient, difference, dim=-1)
+    assert torch.allclose(cosine, torch.ones(3), atol=1e-4)
+
+
+def test_scores_do_not_depend_on_the_other_bags(train_bags, relations):
+    model = build("hiclre", train_bags, relations)
+    model.eval()
+    with torch.no_grad():
+        together = model(batch_of(model, train_bags))
+        alone = model(batch_of(model, train_bags[:1]))
+    assert torch.allclose(together["scores"][:1], alone["scores"], atol=1e-5)
+    levels = together["explanations"][0]["by_relation"][relations.relations[2]]["attention"]
+    assert levels["levels"] == ["sentence_attention", "bag_cross_level_attention"]
+    assert all(math.isclose(sum(level), 1.0, abs_tol=1e-4) for level in levels["weights"])
+
+
+def test_same_seed_same_loss(train_bags, relations):
+    losses = []
+    for _ in range(2):
+        model = build("hiclre", train_bags, relations, seed=3)
+        model.train()
+        torch.manual_seed(5)
+        losses.append(float(model(batch_of(model, train_bags))["loss"].detach()))
+    assert losses[0] == losses[1]
+
+
+def test_config_errors(train_bags, relations):
+    with pytest.raises(HiereConfigError, match="lambdas"):
+        build("hiclre", train_bags, relations, lambdas=[0.5, 0.5])
+    with pytest.raises(HiereConfigError, match="heads"):
+        build("hiclre", train_bags, relations, heads=5)
+    with pytest.raises(HiereConfigError, match="training_bags"):
+        build("bert_att", train_bags, relations, training_bags="sentence")
+
+
+def test_trainer_round_trip(tmp_path, monkeypatch):
+    """Two training steps through the trainer, then hiere.load: same scores and explanations per relation."""
+    from hiere.api import load
+    from hiere.training.trainer import train
+
+    monkeypatch.chdir(REPO)
+    config = load_config(
+        REPO / "configs" / "hiclre_gids.yaml",
+        [
+            "model.max_length=32",
+            "model.mlp_ratio=1",
+            "trainer.epochs=1",
+            "trainer.max_steps=2",
+            "trainer.batch_size=2",
+            "data.train_slice=[0,4]",
+            "data.dev_slice=[866,868]",
+            "data.test_slice=[974,976]",
+            "trainer.progress=false",
+            "trainer.num_threads=1",
+        ],
+    )
+    out = train(config, tmp_path / "model")
+    predictor = load(out, device="cpu")
+    assert predictor.model.name == "hiclre" and (out / "encoder").exists()
+    bags = read_bags(GIDS / "gids_dev.txt", predictor.relations, require_labels=True, offset=974, limit=2)
+    records = predictor.predict(bags)
+    assert len(records) == 2 * (len(predictor.relations) - 1)
+    assert records[0]["attention"]["levels"] == ["sentence_attention", "bag_cross_level_attention"]
+    again = load(out, device="cpu").predict(bags)
+    assert [r["score"] for r in records] == [r["score"] for r in again]
+    assert (out / "test_metrics.json").exists()
