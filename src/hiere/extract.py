@@ -75,7 +75,7 @@ def document_to_bags(document: Document, entity_types: Sequence[str] | None = BA
                     if tail is None:
                         continue
                 tokens = tuple(document.sents[sent_id])
-                sentences.append(BagSentence(tokens, head, tail, NA, " ".join(tokens), sent_id))
+                sentences.append(BagSentence(tokens, head, tail, NA, " ".join(tokens)))
             if sentences:
                 bags.append(Bag(ids[h], ids[t], names[h], names[t], sentences, [NA]))
     return bags
