@@ -12,6 +12,7 @@ MODEL_MODULES: dict[str, str] = {
     "bilstm": "hiere.models.doc.bilstm",
     "atlop": "hiere.models.doc.atlop",
     "kmgre": "hiere.models.doc.kmgre",
+    "hin": "hiere.models.doc.hin",
     "cnn_att": "hiere.models.bag.att",
     "pcnn_att": "hiere.models.bag.att",
     "hnre": "hiere.models.bag.hnre",
