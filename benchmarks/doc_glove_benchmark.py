@@ -1,15 +1,16 @@
 """BiLSTM-RE vs HIN-GloVe vs HIN-transformer (and the HIN ablations) on the Re-DocRED benchmark split.
 
-    nohup python benchmarks/doc_glove_benchmark.py --out runs/hin_bench --epochs 3 --seeds 1 2 3 --jobs 3 \\
-        --set trainer.num_threads=1 --set trainer.lr=0.001 > runs/hin_bench.log 2>&1 &
-    python benchmarks/doc_glove_benchmark.py --out runs/hin_ablation --settings ablations --seeds 1 --epochs 3 ...
+    nohup python benchmarks/doc_glove_benchmark.py --out runs/hin_bench --epochs 1 --seeds 1 2 3 \\
+        --jobs 3 --set trainer.num_threads=1 --set trainer.lr=0.001 --set trainer.precision=bf16 &
+    python benchmarks/doc_glove_benchmark.py --out runs/hin_ablation --settings ablations --seeds 1 ...
 
-Every run is ``python -m hiere train CONFIG -o OUT/<setting>_s<seed> --set trainer.epochs=E --set trainer.seed=S``
-plus the ``--set`` options given here (the same for every setting), on the split of the configs (first 450
-documents of dev_revised.json for training, the last 50 for dev). Per run it records the best-epoch dev
-F1 / Ign F1 (threshold tuned on dev by the trainer), the training throughput (training documents per second
-of the epochs' training loops), the prediction throughput (``hiere.api`` predict on the 50 dev documents,
-in a separate process) and the peak resident memory of the training and prediction processes (``wait4``).
+Every run is ``python -m hiere train CONFIG -o OUT/<setting>_s<seed> --set trainer.epochs=E
+--set trainer.seed=S`` plus the ``--set`` options given here (the same for every setting), on the split
+of the configs (first 450 documents of dev_revised.json for training, the last 50 for dev). Per run it
+records the best-epoch dev F1 / Ign F1 (threshold tuned on dev by the trainer), the training throughput
+(training documents per second of the epochs' training loops), the prediction throughput (``hiere.api``
+predict on the 50 dev documents, in a separate process) and the peak resident memory of the training and
+prediction processes (``wait4``).
 Settings run ``--jobs`` at a time; a run whose model directory already has all epochs is not retrained.
 Writes ``OUT/results.json`` and ``OUT/summary.md`` (mean ± sample standard deviation over seeds).
 """
@@ -56,8 +57,13 @@ def machine() -> dict:
         pass
     import torch
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "load_average": os.getloadavg()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average": os.getloadavg(),
+    }
 
 
 def finished(run_dir: Path, epochs: int) -> bool:
@@ -77,8 +83,11 @@ def train_record(run_dir: Path) -> dict:
     start, end = config["data"].get("train_slice") or [0, 450]
     best = max((h for h in history if "dev" in h), key=lambda h: h["dev"]["f1"])
     return {
-        "dev_f1": metrics["f1"], "dev_ign_f1": metrics.get("ign_f1"), "threshold": metrics.get("threshold"),
-        "best_epoch": best["epoch"], "epochs": len(history),
+        "dev_f1": metrics["f1"],
+        "dev_ign_f1": metrics.get("ign_f1"),
+        "threshold": metrics.get("threshold"),
+        "best_epoch": best["epoch"],
+        "epochs": len(history),
         "epoch_f1": [round(h["dev"]["f1"], 4) for h in history if "dev" in h],
         "epoch_loss": [round(h["loss"], 5) for h in history],
         "train_docs_per_second": (end - start) * len(history) / sum(h["train_seconds"] for h in history),
@@ -98,7 +107,11 @@ def predict_only(model_dir: str, data: str, start: int, end: int, threads: int) 
     records = predictor.predict(documents)
     seconds = time.perf_counter() - started
     explained = sum(1 for r in records if "evidence" in r)
-    print(json.dumps({"docs": len(documents), "seconds": seconds, "records": len(records), "explained": explained}))
+    print(
+        json.dumps(
+            {"docs": len(documents), "seconds": seconds, "records": len(records), "explained": explained}
+        )
+    )
 
 
 def launch(command: list[str], log: Path) -> subprocess.Popen:
@@ -107,15 +120,26 @@ def launch(command: list[str], log: Path) -> subprocess.Popen:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="runs/hin_bench")
-    parser.add_argument("--settings", nargs="+", default=list(MAIN), help=f"names among {sorted({**MAIN, **ABLATIONS})} or `ablations`")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=list(MAIN),
+        help=f"names among {sorted({**MAIN, **ABLATIONS})} or `ablations`",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every run")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="key=value for every run"
+    )
     parser.add_argument("--predict-threads", type=int, default=1)
-    parser.add_argument("--predict-only", nargs=4, metavar=("MODEL_DIR", "DATA", "START", "END"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--predict-only", nargs=4, metavar=("MODEL_DIR", "DATA", "START", "END"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.predict_only:
         model_dir, data, start, end = args.predict_only
@@ -133,28 +157,67 @@ def main() -> None:
     for seed in args.seeds:
         for name in names:
             run_dir = out / f"{name}_s{seed}"
-            train = [sys.executable, "-m", "hiere", "train", configs[name], "-o", str(run_dir),
-                     "--set", f"trainer.epochs={args.epochs}", "--set", f"trainer.seed={seed}",
-                     "--set", "trainer.progress=false", *[x for o in args.overrides for x in ("--set", o)]]
-            predict = [sys.executable, str(Path(__file__).resolve()), "--predict-threads", str(args.predict_threads),
-                       "--predict-only", str(run_dir), str(DATA / "dev_revised.json"), "450", "500"]
-            queue.append({"name": name, "seed": seed, "dir": run_dir, "steps": [("train", train), ("predict", predict)]})
+            train = [
+                sys.executable,
+                "-m",
+                "hiere",
+                "train",
+                configs[name],
+                "-o",
+                str(run_dir),
+                "--set",
+                f"trainer.epochs={args.epochs}",
+                "--set",
+                f"trainer.seed={seed}",
+                "--set",
+                "trainer.progress=false",
+                *[x for o in args.overrides for x in ("--set", o)],
+            ]
+            predict = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--predict-threads",
+                str(args.predict_threads),
+                "--predict-only",
+                str(run_dir),
+                str(DATA / "dev_revised.json"),
+                "450",
+                "500",
+            ]
+            queue.append(
+                {
+                    "name": name,
+                    "seed": seed,
+                    "dir": run_dir,
+                    "steps": [("train", train), ("predict", predict)],
+                }
+            )
 
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     running: dict[int, tuple[dict, str, float, subprocess.Popen]] = {}
-    pending = [run for run in queue if not (finished(run["dir"], args.epochs) and f"{run['name']}_s{run['seed']}" in results)]
+    pending = [
+        run
+        for run in queue
+        if not (finished(run["dir"], args.epochs) and f"{run['name']}_s{run['seed']}" in results)
+    ]
 
     def start(run: dict) -> None:
         phase, command = run["steps"].pop(0)
         if phase == "train" and finished(run["dir"], args.epochs):
             key = f"{run['name']}_s{run['seed']}"
-            results.setdefault(key, {"setting": run["name"], "seed": run["seed"]}).update(train_record(run["dir"]))
+            results.setdefault(key, {"setting": run["name"], "seed": run["seed"]}).update(
+                train_record(run["dir"])
+            )
             phase, command = run["steps"].pop(0)
         run["dir"].mkdir(parents=True, exist_ok=True)
         process = launch(command, run["dir"].parent / f"{run['dir'].name}.{phase}.log")
         running[process.pid] = (run, phase, time.perf_counter(), process)
-        print(f"{time.strftime('%H:%M:%S')} start {phase} {run['name']} seed {run['seed']}: {' '.join(command)}", flush=True)
+        print(
+            f"{time.strftime('%H:%M:%S')} start {phase} {run['name']} seed {run['seed']}: "
+            f"{' '.join(command)}",
+            flush=True,
+        )
 
     while pending or running:
         while pending and len(running) < args.jobs:
@@ -169,18 +232,26 @@ def main() -> None:
         entry[f"{phase}_wall_seconds"] = round(wall, 1)
         entry[f"{phase}_peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
         code = os.waitstatus_to_exitcode(status)
-        print(f"{time.strftime('%H:%M:%S')} done {phase} {key}: exit {code}, {wall:.0f} s, "
-              f"peak {usage.ru_maxrss / 1024:.0f} MB", flush=True)
+        print(
+            f"{time.strftime('%H:%M:%S')} done {phase} {key}: exit {code}, {wall:.0f} s, "
+            f"peak {usage.ru_maxrss / 1024:.0f} MB",
+            flush=True,
+        )
         if code != 0:
             entry["error"] = f"{phase} exit {code} (see {run['dir'].name}.{phase}.log)"
         elif phase == "train":
             entry.update(train_record(run["dir"]))
             pending.insert(0, run)
         else:
-            log_lines = (run["dir"].parent / f"{run['dir'].name}.predict.log").read_text().strip().splitlines()
+            log_lines = (
+                (run["dir"].parent / f"{run['dir'].name}.predict.log").read_text().strip().splitlines()
+            )
             measured = json.loads(log_lines[-1])
-            entry.update(predict_docs_per_second=measured["docs"] / measured["seconds"],
-                         predict_records=measured["records"], predict_explained=measured["explained"])
+            entry.update(
+                predict_docs_per_second=measured["docs"] / measured["seconds"],
+                predict_records=measured["records"],
+                predict_explained=measured["explained"],
+            )
         results_path.write_text(json.dumps(results, indent=1))
 
     summary = summarize(results, names, command_line)
@@ -197,9 +268,14 @@ def summarize(results: dict, names: list[str], command_line: str) -> str:
             return f"{values[0]:.{digits}f}"
         return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
-    lines = [f"command: `{command_line}`", f"machine: {machine()}", "",
-             "| setting | seeds | dev F1 | dev Ign F1 | best epoch | train docs/s | predict docs/s | peak RSS train / predict (MB) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"command: `{command_line}`",
+        f"machine: {machine()}",
+        "",
+        "| setting | seeds | dev F1 | dev Ign F1 | best epoch | train docs/s | predict docs/s "
+        "| peak RSS train / predict (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         rows = [r for r in results.values() if r["setting"] == name and "dev_f1" in r]
         if not rows:
@@ -209,7 +285,8 @@ def summarize(results: dict, names: list[str], command_line: str) -> str:
             f"{spread([r.get('dev_ign_f1') for r in rows], 100)} | {[r['best_epoch'] for r in rows]} | "
             f"{spread([r['train_docs_per_second'] for r in rows])} | "
             f"{spread([r.get('predict_docs_per_second') for r in rows])} | "
-            f"{max(r.get('train_peak_rss_mb', 0) for r in rows):.0f} / {max(r.get('predict_peak_rss_mb', 0) for r in rows):.0f} |"
+            f"{max(r.get('train_peak_rss_mb', 0) for r in rows):.0f} / "
+            f"{max(r.get('predict_peak_rss_mb', 0) for r in rows):.0f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,8 @@ Input layer (§3.1): word vectors (GloVe, or transformer features mapped to word
 
 * Entity level (eqs. 1-5): ``BiLSTM_E`` over the document; mention = mean of its words, entity = mean
   of its mentions; ``K`` projections ``E^k = W1_k ReLU(W0_k E)``; per subspace
-  ``I_e^k = [E_a^k R^k E_b^k; E_b^k - E_a^k; E_a^k; E_b^k]``; ``I_e = G_e([I_e^1..I_e^K; M(d_ba) - M(d_ab)])``.
+  ``I_e^k = [E_a^k R^k E_b^k; E_b^k - E_a^k; E_a^k; E_b^k]``;
+  ``I_e = G_e([I_e^1..I_e^K; M(d_ba) - M(d_ab)])``.
 * Sentence level (eqs. 6-10): ``BiLSTM_S`` per sentence, word attention -> ``S_j``;
   ``I_sj = G_s([S_j; I_e; S_j - I_e; S_j ∘ I_e])`` for every (pair, sentence), batched over all pairs.
 * Document level (eqs. 11-14): ``BiLSTM_D`` over each pair's ``I_s1..I_sL``, sentence attention -> ``I_d``.
@@ -30,8 +31,8 @@ from torch import nn
 from hiere.data.docred import Document
 from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
-from hiere.encoders.glove import WordEmbedding, glove_dim
 from hiere.encoders.glove import DEFAULT as GLOVE_DEFAULT
+from hiere.encoders.glove import WordEmbedding, glove_dim
 from hiere.encoders.lstm import BiLSTM
 from hiere.encoders.transformer import DEFAULT as ENCODER_DEFAULT
 from hiere.encoders.transformer import TransformerEncoder, word_features
@@ -142,12 +143,18 @@ class EntityInference(nn.Module):
             raise HiereConfigError(f"model.num_subspaces must be >= 1, got {config.num_subspaces}")
         size = config.subspace_dim if config.multispace else entity_dim
         if config.multispace:  # eq. 3: W0_k (d x d), W1_k (d x k)
-            self.project_in = nn.ModuleList(nn.Linear(entity_dim, entity_dim) for _ in range(self.num_subspaces))
+            self.project_in = nn.ModuleList(
+                nn.Linear(entity_dim, entity_dim) for _ in range(self.num_subspaces)
+            )
             self.project_out = nn.ModuleList(nn.Linear(entity_dim, size) for _ in range(self.num_subspaces))
         bilinear_dim = config.bilinear_dim or size
         if config.use_bilinear:  # R^k (eq. 4)
-            self.bilinears = nn.ModuleList(Bilinear(size, size, bilinear_dim) for _ in range(self.num_subspaces))
-        per_space = 2 * size + (size if config.use_translation else 0) + (bilinear_dim if config.use_bilinear else 0)
+            self.bilinears = nn.ModuleList(
+                Bilinear(size, size, bilinear_dim) for _ in range(self.num_subspaces)
+            )
+        per_space = (
+            2 * size + (size if config.use_translation else 0) + (bilinear_dim if config.use_bilinear else 0)
+        )
         self.distance_embedding = nn.Embedding(2 * DISTANCE_BUCKETS, config.distance_dim)  # M (eq. 5)
         self.G_e = nn.Sequential(
             nn.Linear(self.num_subspaces * per_space + config.distance_dim, entity_dim), nn.ReLU()
@@ -176,7 +183,9 @@ class EntityInference(nn.Module):
         self, head: torch.Tensor, tail: torch.Tensor, distance_ab: torch.Tensor, distance_ba: torch.Tensor
     ) -> torch.Tensor:
         """head/tail (n_pairs, d), distance buckets (n_pairs,) -> I_e (n_pairs, d), eq. 5."""
-        distance = self.distance_embedding(distance_ba) - self.distance_embedding(distance_ab)  # M(d_ba) - M(d_ab)
+        distance = self.distance_embedding(distance_ba) - self.distance_embedding(
+            distance_ab
+        )  # M(d_ba) - M(d_ab)
         return self.G_e(torch.cat([*self.inference_vectors(head, tail), distance], dim=-1))
 
 
@@ -193,10 +202,16 @@ class HIN(HiereModel):
         types = resources.vocabs["types"]
         if config.words == "glove":
             word_dim = resources.extra["word_dim"]
-            self.word_embedding = WordEmbedding(len(resources.vocabs["words"]), word_dim, config.freeze_embeddings)
+            self.word_embedding = WordEmbedding(
+                len(resources.vocabs["words"]), word_dim, config.freeze_embeddings
+            )
         else:
             self.encoder = TransformerEncoder(
-                config.encoder, resources.model_dir, config.max_length, config.window_overlap, pretrained=False
+                config.encoder,
+                resources.model_dir,
+                config.max_length,
+                config.window_overlap,
+                pretrained=False,
             )
             self.encoder.requires_grad_(config.fine_tune)
             word_dim = config.projection_dim
@@ -223,7 +238,9 @@ class HIN(HiereModel):
     # ---------------------------------------------------------------- resources and features
 
     @classmethod
-    def build_resources(cls, config: HINConfig, train_examples: list[Document], relations: RelationMap) -> Resources:
+    def build_resources(
+        cls, config: HINConfig, train_examples: list[Document], relations: RelationMap
+    ) -> Resources:
         types = build_type_vocab(train_examples)
         if config.words == "transformer":
             return Resources(relations, {"words": Vocab([]), "types": types}, {})
@@ -244,7 +261,9 @@ class HIN(HiereModel):
         """DocRED baseline inputs (:func:`featurize_document`); transformer words: subword ids and word
         spans, and with a frozen encoder the word features themselves (computed once, cached)."""
         if len(example.entities) > self.config.max_entities:
-            raise ValueError(f"document {example.title!r} has more than max_entities={self.config.max_entities}")
+            raise ValueError(
+                f"document {example.title!r} has more than max_entities={self.config.max_entities}"
+            )
         vocabs = self.resources.vocabs
         features = featurize_document(example, vocabs["words"], vocabs["types"], self.relations)
         if self.config.words == "transformer":
@@ -252,7 +271,9 @@ class HIN(HiereModel):
             features["input_ids"] = tokenized.input_ids
             features["word_spans"] = tokenized.word_spans
             if not self.config.fine_tune:
-                features["word_features"] = self.frozen_word_features(tokenized.input_ids, tokenized.word_spans)
+                features["word_features"] = self.frozen_word_features(
+                    tokenized.input_ids, tokenized.word_spans
+                )
         return features
 
     @torch.no_grad()
@@ -271,7 +292,9 @@ class HIN(HiereModel):
         batch.update(sentence_layout(batch["sent_spans"], batch["word_ids"].shape[1]))
         if self.config.words == "transformer":
             if self.config.fine_tune:
-                batch["input_ids"], batch["attention_mask"] = self.encoder.collate([f["input_ids"] for f in features])
+                batch["input_ids"], batch["attention_mask"] = self.encoder.collate(
+                    [f["input_ids"] for f in features]
+                )
                 batch["word_spans"] = [f["word_spans"] for f in features]
             else:
                 batch["word_features"] = nn.utils.rnn.pad_sequence(
@@ -292,20 +315,25 @@ class HIN(HiereModel):
             else:
                 features = batch["word_features"]
             words = self.word_projection(features[:, : batch["word_ids"].shape[1]])  # (batch, seq, 100)
-        return torch.cat([words, self.type_embedding(batch["type_ids"]), self.coref_embedding(batch["coref_ids"])], -1)
+        return torch.cat(
+            [words, self.type_embedding(batch["type_ids"]), self.coref_embedding(batch["coref_ids"])], -1
+        )
 
     def sentence_vectors(self, inputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """Eqs. 6-9: BiLSTM_S per sentence, word attention -> S_j (n_sents, d) for every sentence in the batch."""
+        """Eqs. 6-9: BiLSTM_S per sentence, word attention -> S_j (n_sents, d) for all sentences."""
         flat = inputs.reshape(-1, inputs.shape[-1])  # (batch * seq, input_dim)
         index, lengths = batch["sent_token_index"], batch["sent_lengths"]
         words = flat[index]  # (n_sents, max_sent_len, input_dim)
-        states = self.dropout(equal_length_bilstm(self.BiLSTM_S, words, lengths))  # (n_sents, max_sent_len, d), eq. 6
+        states = self.dropout(
+            equal_length_bilstm(self.BiLSTM_S, words, lengths)
+        )  # (n_sents, max_sent_len, d), eq. 6
         mask = torch.arange(index.shape[1], device=index.device)[None, :] < lengths[:, None]
         sentences, _ = self.word_attention(states, mask)  # (n_sents, d), eqs. 7-9
         return sentences
 
-    def sentence_inference(self, sentences: torch.Tensor, entity: torch.Tensor, rows: torch.Tensor,
-                           row_sent: torch.Tensor) -> torch.Tensor:
+    def sentence_inference(
+        self, sentences: torch.Tensor, entity: torch.Tensor, rows: torch.Tensor, row_sent: torch.Tensor
+    ) -> torch.Tensor:
         """Eq. 10 for each (pair, sentence) row: I_sj = G_s([S_j; I_e; S_j - I_e; S_j ∘ I_e]).
 
         The first layer of G_s is linear, so W [S; I; S - I; S ∘ I] = (W1 + W3) S + (W2 - W3) I + W4 (S ∘ I):
@@ -338,8 +366,12 @@ class HIN(HiereModel):
             document, weights = self.sentence_attention(context, doc_mask)  # eqs. 12-14
             return document[pair_doc], weights[pair_doc], doc_mask[pair_doc]
         counts = n_sents[pair_doc]  # (n_pairs,) sentences per pair
-        rows = torch.repeat_interleave(torch.arange(len(pair_doc), device=pair_doc.device), counts)  # (n_rows,)
-        row_j = torch.arange(len(rows), device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        rows = torch.repeat_interleave(
+            torch.arange(len(pair_doc), device=pair_doc.device), counts
+        )  # (n_rows,)
+        row_j = torch.arange(len(rows), device=rows.device) - torch.repeat_interleave(
+            counts.cumsum(0) - counts, counts
+        )
         row_sent = offsets[pair_doc][rows] + row_j  # global sentence id of each (pair, sentence) row
         inference = self.dropout(self.sentence_inference(sentences, entity, rows, row_sent))  # (n_rows, d)
         padded = inference.new_zeros((len(pair_doc), width, inference.shape[-1]))
@@ -351,7 +383,9 @@ class HIN(HiereModel):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         inputs = self.dropout(self.word_vectors(batch))  # (batch, seq, input_dim)
-        states = self.dropout(equal_length_bilstm(self.BiLSTM_E, inputs, batch["lengths"]))  # (batch, seq, d), eq. 1
+        states = self.dropout(
+            equal_length_bilstm(self.BiLSTM_E, inputs, batch["lengths"])
+        )  # (batch, seq, d), eq. 1
         entities = torch.bmm(batch["entity_map"], states)  # (batch, n_entities, d), eq. 2
         head = entities[batch["pair_doc"], batch["pair_h"]]  # E_a (n_pairs, d)
         tail = entities[batch["pair_doc"], batch["pair_t"]]  # E_b (n_pairs, d)
@@ -366,7 +400,7 @@ class HIN(HiereModel):
         return output
 
     def explain(self, weights: torch.Tensor, mask: torch.Tensor) -> list[dict[str, Any]]:
-        """Per row: the ``evidence_top_k`` sentences with the highest document-level attention a_j (eq. 13)."""
+        """Per row: the ``evidence_top_k`` sentences with the highest document-level attention (eq. 13)."""
         k = min(self.config.evidence_top_k, weights.shape[1])
         values, sentences = weights.float().masked_fill(~mask, -1.0).topk(k, dim=1)  # (n_pairs, k)
         counts = mask.sum(dim=1).clamp(max=k).tolist()
