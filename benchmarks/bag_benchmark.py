@@ -54,18 +54,12 @@ def load_dataset(name: str) -> dict[str, Any]:
         relations = read_relation_map(folder / "nyt10_rel2id.json")
         return {
             "relations": relations,
-            "train": read_bags(
-                folder / "nyt10sub_train90.txt", relations, mode="pair_relation", require_labels=True
-            ),
+            "train": read_bags(folder / "nyt10sub_train90.txt", relations, mode="pair_relation", require_labels=True),
             "dev": read_bags(folder / "nyt10sub_val10.txt", relations, require_labels=True),
             "test": read_bags(folder / "nyt10sub_test.txt", relations, require_labels=True),
             "long_tail": {
-                "rel100": [
-                    line.strip() for line in (DATA / "hnre" / "rel100.txt").read_text().splitlines() if line
-                ],
-                "rel200": [
-                    line.strip() for line in (DATA / "hnre" / "rel200.txt").read_text().splitlines() if line
-                ],
+                "rel100": [line.strip() for line in (DATA / "hnre" / "rel100.txt").read_text().splitlines() if line],
+                "rel200": [line.strip() for line in (DATA / "hnre" / "rel200.txt").read_text().splitlines() if line],
             },
         }
     path = DATA / "gids" / "gids_dev.txt"
@@ -158,9 +152,7 @@ def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -
     started = time.perf_counter()
     scores, _ = score(model, test_features, args.eval_batch_size)
     inference_seconds = time.perf_counter() - started
-    records = TASK.decode(
-        data["test"], [(i, None) for i in range(len(data["test"]))], scores, model.relations
-    )
+    records = TASK.decode(data["test"], [(i, None) for i in range(len(data["test"]))], scores, model.relations)
     test = TASK.metrics(data["test"], records, long_tail=data["long_tail"].get("rel100"))
     if "rel200" in data["long_tail"]:
         rel200 = TASK.metrics(data["test"], records, long_tail=data["long_tail"]["rel200"])
@@ -240,9 +232,7 @@ def report(out: Path, plot: Path | None) -> None:
             print("| " + " | ".join(cells) + " |")
         if dataset != "nyt10":
             continue
-        print(
-            f"\n#### {dataset} long tail: Hits@10 / @15 / @20 (%), micro over bags and macro over relations\n"
-        )
+        print(f"\n#### {dataset} long tail: Hits@10 / @15 / @20 (%), micro over bags and macro over relations\n")
         sources = [
             ("rel100 (HNRE)", lambda r: r["test"]),
             ("rel200 (HNRE)", lambda r: r["test"].get("rel200")),
@@ -310,14 +300,9 @@ def buckets(out: Path, results: list[dict]) -> None:
             cell = table.setdefault(run["model"], {})
             cell.setdefault(f"{label} micro", []).append(metrics["hits@10_micro"])
             cell.setdefault(f"{label} macro", []).append(metrics["hits@10_macro"])
-    print(
-        "\n#### nyt10 Hits@10 (%) by training sentences of the gold relation"
-        " (test bags / relations per group)\n"
-    )
+    print("\n#### nyt10 Hits@10 (%) by training sentences of the gold relation (test bags / relations per group)\n")
     header = ["model"] + [
-        f"{label} ({sizes[label][0]} / {sizes[label][1]}) {kind}"
-        for label in groups
-        for kind in ("micro", "macro")
+        f"{label} ({sizes[label][0]} / {sizes[label][1]}) {kind}" for label in groups for kind in ("micro", "macro")
     ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -377,9 +362,7 @@ def _plot(results: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("bench_out/bag"))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--models", nargs="+", default=list(MAIN_MODELS), choices=list(MODELS))
