@@ -335,7 +335,7 @@ def _plot(results: list[dict], path: Path) -> None:
     datasets = [d for d in DATASETS if any(r["dataset"] == d for r in results)]
     figure, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
     for axis, dataset in zip(axes[0], datasets, strict=True):
-        for model_key in MODELS:
+        for model_key in MAIN_MODELS:
             runs = sorted(
                 (r for r in results if r["dataset"] == dataset and r["model"] == model_key),
                 key=lambda r: r["seed"],
