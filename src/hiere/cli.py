@@ -31,12 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model from a YAML config",
                                 description="Train a model. The output directory becomes a model directory "
-                                "(config.yaml, model.safetensors, resources/, threshold.json, train.log, history.json).")
+                                "(config.yaml, model.safetensors, resources/, threshold.json, train.log, "
+                                "history.json).")
     train.add_argument("config", help="YAML config (see configs/); needs model.name and data.train")
     train.add_argument("-o", "--output", required=True, help="output model directory")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set trainer.epochs=1 (repeatable)")
-    train.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint/last.pt")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUTPUT/checkpoint/last.pt")
 
     evaluate = commands.add_parser("evaluate", help="metrics of a model on a labelled file (JSON on stdout)")
     evaluate.add_argument("model_dir")

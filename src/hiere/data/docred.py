@@ -156,7 +156,8 @@ def parse_document(
                 raise fail(field_name, "a mention must be an object with name, sent_id, pos, type")
             sent_id = mention.get("sent_id")
             if not isinstance(sent_id, int) or not 0 <= sent_id < len(sents):
-                raise fail(f"{field_name}.sent_id", f"{sent_id!r} is out of range (document has {len(sents)} sentences)")
+                raise fail(f"{field_name}.sent_id",
+                           f"{sent_id!r} is out of range (document has {len(sents)} sentences)")
             pos = mention.get("pos")
             if (
                 not isinstance(pos, list | tuple)
@@ -166,7 +167,8 @@ def parse_document(
             ):
                 raise fail(
                     f"{field_name}.pos",
-                    f"span {pos!r} is outside sentence {sent_id} ({len(sents[sent_id])} tokens; spans are [start, end))",
+                    f"span {pos!r} is outside sentence {sent_id} "
+                    f"({len(sents[sent_id])} tokens; spans are [start, end))",
                 )
             name = mention.get("name")
             if not isinstance(name, str):
@@ -191,7 +193,8 @@ def parse_document(
         for key in ("h", "t"):
             value = label.get(key)
             if not isinstance(value, int) or not 0 <= value < len(entities):
-                raise fail(f"{field_name}.{key}", f"entity index {value!r} is out of range ({len(entities)} entities)")
+                raise fail(f"{field_name}.{key}",
+                           f"entity index {value!r} is out of range ({len(entities)} entities)")
         relation = label.get("r")
         if not isinstance(relation, str):
             raise fail(f"{field_name}.r", "missing or not a string")

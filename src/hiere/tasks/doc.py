@@ -45,7 +45,7 @@ class DocTask:
                 "h_idx": int(h),
                 "t_idx": int(t),
                 "r": relations.relations[column + 1],
-                "score": round(float(scores[row, column + 1]), 6),
+                "score": float(scores[row, column + 1]),
             }
             if explanations is not None and explanations[row]:
                 record.update(explanations[row])

@@ -56,7 +56,8 @@ def load_model_dir(model_dir: str | Path, device: torch.device | str = "cpu") ->
     """-> (model in eval mode, resolved config, threshold). Needs nothing outside ``model_dir``."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.yaml").exists() or not (model_dir / WEIGHTS).exists():
-        raise HiereInputError(str(model_dir), None, None, "not a hiere model directory (config.yaml/model.safetensors missing)")
+        raise HiereInputError(str(model_dir), None, None,
+                              "not a hiere model directory (config.yaml or model.safetensors missing)")
     config = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8"))
     model_class = get_model_class(config["model"]["name"])
     model_config = model_class.Config.from_dict(config["model"])

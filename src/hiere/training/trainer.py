@@ -206,7 +206,10 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
 
     batch_size = int(trainer["batch_size"])
     if batch_size % context.world_size:
-        raise HiereConfigError(f"trainer.batch_size={batch_size} must be divisible by the {context.world_size} processes")
+        raise HiereConfigError(
+            f"trainer.batch_size={batch_size} (the global batch) must be divisible "
+            f"by the {context.world_size} processes"
+        )
     local_batch = batch_size // context.world_size
     sampler = DistributedSampler(
         range(len(train_features)), num_replicas=context.world_size, rank=context.rank,
@@ -298,7 +301,8 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
                 state.update(best_metric=value, best_epoch=epoch, threshold=threshold, bad_epochs=0)
             else:
                 state["bad_epochs"] += 1
-            message = f"epoch {epoch}: loss {epoch_loss:.4f}, dev {metric_name} {value:.4f} (best {state['best_metric']:.4f} @ {state['best_epoch']})"
+            message = (f"epoch {epoch}: loss {epoch_loss:.4f}, dev {metric_name} {value:.4f} "
+                       f"(best {state['best_metric']:.4f} @ epoch {state['best_epoch']})")
         else:
             improved = not dev_examples
             message = f"epoch {epoch}: loss {epoch_loss:.4f}"
@@ -310,11 +314,11 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
         if context.is_main:
             if improved:
                 save_model_dir(model, resolved, state["threshold"], out_dir, record.get("dev"))
+            write_json_atomic(out_dir / "history.json", state["history"], indent=1)
             save_checkpoint(out_dir / CHECKPOINT, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "state": state, "rng": rng_state(),
             })
-            write_json_atomic(out_dir / "history.json", state["history"], indent=1)
         barrier(context)
         if trainer["patience"] and state["bad_epochs"] >= int(trainer["patience"]):
             log.info("early stop: no dev improvement in %d epochs", state["bad_epochs"])

@@ -1,0 +1,123 @@
+"""The trainer end to end with BiLSTM-RE on a few real Re-DocRED documents: model directory, API, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import hiere
+from conftest import REDOCRED, REL_INFO
+from hiere.config import apply_overrides, resolve
+from hiere.errors import HiereConfigError
+
+
+def tiny_config(**trainer):
+    return resolve({
+        "model": {"name": "bilstm", "hidden": 16, "type_dim": 4, "coref_dim": 4, "distance_dim": 4},
+        "data": {"train": str(REDOCRED), "train_slice": [0, 6], "dev": str(REDOCRED), "dev_slice": [450, 453],
+                 "relations": str(REL_INFO)},
+        "trainer": {"epochs": 2, "seed": 7, "device": "cpu", "batch_size": 2, "eval_batch_size": 4, "lr": 0.01,
+                    "optimizer": "adam", "progress": False, "num_threads": 1, **trainer},
+    })
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from hiere.training.trainer import train
+
+    out = tmp_path_factory.mktemp("bilstm")
+    train(tiny_config(), out)
+    return out
+
+
+def test_model_directory_holds_everything(trained):
+    for name in ("config.yaml", "model.safetensors", "threshold.json", "train.log", "history.json",
+                 "resources/relations.json", "resources/vocab_words.json", "resources/vocab_types.json",
+                 "checkpoint/last.pt", "dev_metrics.json"):
+        assert (trained / name).exists(), name
+    history = json.loads((trained / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all("f1" in h["dev"] and "ign_f1" in h["dev"] for h in history)
+    assert "epoch 2" in (trained / "train.log").read_text()
+
+
+def test_load_predict_and_evaluate_round_trip(trained, redocred_raw, redocred_docs):
+    predictor = hiere.load(trained, device="cpu")
+    records = predictor.predict(redocred_raw[450:452])
+    assert records, "a threshold tuned on dev predicts something on dev documents"
+    titles = {redocred_raw[450]["title"], redocred_raw[451]["title"]}
+    for record in records:
+        assert set(record) >= {"title", "h_idx", "t_idx", "r", "score"}
+        assert record["title"] in titles and record["r"] in predictor.relations.relations[1:]
+        assert record["score"] >= predictor.threshold
+    dev_metrics = json.loads((trained / "dev_metrics.json").read_text())
+    again = predictor.evaluate(redocred_docs[450:453], train=redocred_docs[:6])
+    assert again["f1"] == pytest.approx(dev_metrics["f1"], abs=1e-6)
+    assert again["ign_f1"] == pytest.approx(dev_metrics["ign_f1"], abs=1e-6)
+
+
+def test_resume_after_a_killed_epoch_reaches_the_same_weights_bit_for_bit(tmp_path, trained, monkeypatch):
+    from hiere.training import trainer as trainer_module
+
+    calls = {"n": 0}
+    real_save = trainer_module.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt("killed after epoch 1")
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trainer_module.train(tiny_config(), tmp_path)
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 1
+    monkeypatch.setattr(trainer_module, "save_checkpoint", real_save)
+    trainer_module.train(tiny_config(), tmp_path, resume=True)
+    resumed = torch.load(tmp_path / "checkpoint" / "last.pt", weights_only=False)["model"]
+    straight = torch.load(trained / "checkpoint" / "last.pt", weights_only=False)["model"]
+    for name, tensor in straight.items():
+        assert torch.equal(tensor, resumed[name]), name
+    best_resumed = load_file(tmp_path / "model.safetensors")
+    best_straight = load_file(trained / "model.safetensors")
+    assert all(torch.equal(best_straight[k], best_resumed[k]) for k in best_straight)
+
+
+def test_overrides_and_config_errors():
+    overrides = ["trainer.epochs=3", "model.hidden=64", "data.train_slice=[0, 5]"]
+    config = apply_overrides({"model": {"name": "bilstm"}}, overrides)
+    assert config["trainer"]["epochs"] == 3 and config["model"]["hidden"] == 64
+    assert config["data"]["train_slice"] == [0, 5]
+    with pytest.raises(HiereConfigError, match="key=value"):
+        apply_overrides({}, ["trainer.epochs"])
+    with pytest.raises(HiereConfigError, match="unknown trainer keys"):
+        resolve({"model": {"name": "bilstm"}, "trainer": {"epoch": 3}})
+    from hiere.models import get_model_class
+
+    with pytest.raises(HiereConfigError, match="unknown model keys"):
+        get_model_class("bilstm").Config.from_dict({"hiden": 3})
+    with pytest.raises(HiereConfigError, match="unknown model 'lstm'"):
+        get_model_class("lstm")
+
+
+def test_bilstm_gradients_reach_every_trainable_parameter(redocred_docs):
+    from hiere.data.relations import RelationMap
+    from hiere.models.doc.bilstm import BiLSTMRE
+
+    config = BiLSTMRE.Config(hidden=8, type_dim=4, coref_dim=4, distance_dim=4, dropout=0.0)
+    relations = RelationMap.from_rel_info(REL_INFO)
+    docs = redocred_docs[:2]
+    model = BiLSTMRE(config, BiLSTMRE.build_resources(config, docs, relations))
+    batch = model.collate([model.featurize(d) for d in docs])
+    model.train()
+    output = model(batch)
+    n_pairs = sum(len(d.entities) * (len(d.entities) - 1) for d in docs)
+    assert output["scores"].shape == (n_pairs, len(relations))
+    output["loss"].backward()
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    assert not model.word_embedding.embedding.weight.requires_grad  # frozen GloVe by default
