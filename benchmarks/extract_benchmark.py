@@ -42,6 +42,24 @@ def document_text(document: Document) -> str:
     return " ".join(" ".join(sentence) for sentence in document.sents)
 
 
+def gold_spans(document: Document, with_clusters: bool) -> list[dict]:
+    """The gold mentions as character spans of :func:`document_text`, with type (and gold cluster)."""
+    starts, position = [], 0
+    for token in document.tokens:
+        starts.append(position)
+        position += len(token) + 1
+    spans = []
+    for index, entity in enumerate(document.entities):
+        for mention in entity:
+            first, last = document.mention_span(mention)
+            span = {"start": starts[first], "end": starts[last - 1] + len(document.tokens[last - 1]),
+                    "type": mention.type}
+            if with_clusters:
+                span["cluster"] = index
+            spans.append(span)
+    return spans
+
+
 def score_by_name(gold: list[Document], triples_per_doc: list[list[dict]]) -> dict[str, float | int]:
     """Precision, recall and F1 of name triples against the gold facts (see the module docstring)."""
     n_pred = n_pred_correct = n_gold = n_gold_found = 0
@@ -114,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     text_triples = list(extract(predictor, texts, pipeline=pipeline))
     extract_seconds = time.perf_counter() - start
     text_by_name = score_by_name(gold, text_triples)
+    # the same text with the gold mentions as user entities: with gold clusters (isolates spaCy's
+    # sentences and tokens), then without (isolates the clustering rule)
+    ablations = {}
+    for label, with_clusters in (("gold_mentions_gold_clusters", True), ("gold_mentions_rule_clusters", False)):
+        records = [{"text": t, "entities": gold_spans(d, with_clusters)} for t, d in zip(texts, gold, strict=True)]
+        ablations[label] = score_by_name(gold, list(extract(predictor, records, pipeline=pipeline)))
     coverage = entity_coverage(gold, parsed)
 
     report = {
@@ -124,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "gold_entities_official": {k: official[k] for k in ("precision", "recall", "f1", "n_pred", "n_gold")},
         "gold_entities_by_name": gold_by_name,
         "extract_by_name": text_by_name,
+        **ablations,
         "coverage": coverage,
         "seconds": {"model_on_gold_docs": gold_seconds, "spacy_parse_and_cluster": parse_seconds,
                     "extract_total": extract_seconds, "docs": len(gold)},
@@ -132,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("gold entities, official DocRED scorer", report["gold_entities_official"]),
         ("gold entities, scored by name", gold_by_name),
-        ("hiere extract on raw text, scored by name", text_by_name),
+        ("raw text + gold mentions and clusters (--entities)", ablations["gold_mentions_gold_clusters"]),
+        ("raw text + gold mentions, clustering rule", ablations["gold_mentions_rule_clusters"]),
+        ("hiere extract on raw text (spaCy NER + clustering rule)", text_by_name),
     ]
     print("\n| setting | P | R | F1 | predicted | gold facts |\n|---|---|---|---|---|---|")
     for label, m in rows:
