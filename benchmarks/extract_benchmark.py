@@ -16,6 +16,7 @@ have a mention name among the entities spaCy found: the recall ceiling of the te
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -28,6 +29,7 @@ import hiere
 from hiere.data.docred import Document, read_docred
 from hiere.extract import extract, triples_from_predictions
 from hiere.metrics.doc import f1_score, score_documents
+from hiere.text.clusters import MentionInfo, cluster_mentions
 from hiere.text.pipeline import TextPipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +60,26 @@ def gold_spans(document: Document, with_clusters: bool) -> list[dict]:
                 span["cluster"] = index
             spans.append(span)
     return spans
+
+
+def clustering_agreement(documents: list[Document]) -> dict[str, float]:
+    """Pairwise precision and recall of :func:`cluster_mentions` against the gold coreference links,
+    run on the gold mentions (names, types, positions) of ``documents``."""
+    same_pred = same_gold = both = 0
+    for document in documents:
+        mentions = sorted(
+            (document.mention_span(m)[0], m.name, m.type, index)
+            for index, entity in enumerate(document.entities) for m in entity
+        )
+        groups = cluster_mentions([MentionInfo(name, kind, position) for position, name, kind, _ in mentions])
+        predicted = {i: g for g, members in enumerate(groups) for i in members}
+        for i, j in itertools.combinations(range(len(mentions)), 2):
+            gold_link, predicted_link = mentions[i][3] == mentions[j][3], predicted[i] == predicted[j]
+            same_pred += predicted_link
+            same_gold += gold_link
+            both += gold_link and predicted_link
+    return {"pairwise_precision": both / same_pred, "pairwise_recall": both / same_gold,
+            "documents": len(documents)}
 
 
 def score_by_name(gold: list[Document], triples_per_doc: list[list[dict]]) -> dict[str, float | int]:
@@ -139,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         records = [{"text": t, "entities": gold_spans(d, with_clusters)} for t, d in zip(texts, gold, strict=True)]
         ablations[label] = score_by_name(gold, list(extract(predictor, records, pipeline=pipeline)))
     coverage = entity_coverage(gold, parsed)
+    clustering = clustering_agreement(read_docred(args.data, limit=args.offset)) if args.offset else {}
 
     report = {
         "command": " ".join(["python", "benchmarks/extract_benchmark.py", *(argv or sys.argv[1:])]),
@@ -150,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "extract_by_name": text_by_name,
         **ablations,
         "coverage": coverage,
+        "clustering_rule_on_gold_mentions_of_documents_before_offset": clustering,
         "seconds": {"model_on_gold_docs": gold_seconds, "spacy_parse_and_cluster": parse_seconds,
                     "extract_total": extract_seconds, "docs": len(gold)},
     }
@@ -168,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngold entities found by name: {100 * coverage['gold_entities_found']:.1f}%; reachable recall "
           f"{100 * coverage['reachable_recall']:.1f}%; entities/doc {coverage['entities_per_doc']:.1f} "
           f"(gold {coverage['gold_entities_per_doc']:.1f}); extract {len(gold) / extract_seconds:.2f} docs/s")
+    if clustering:
+        print(f"clustering rule on the gold mentions of documents [0, {args.offset}): pairwise precision "
+              f"{clustering['pairwise_precision']:.3f}, recall {clustering['pairwise_recall']:.3f}")
     if args.json:
         from hiere.io import write_json_atomic
 
