@@ -221,9 +221,7 @@ class ATLOP(TransformerDocModel):
     def __init__(self, config: ATLOPConfig, resources: Resources):
         super().__init__(config, resources)
         if config.emb_size % config.block_size:
-            raise ValueError(
-                f"emb_size {config.emb_size} must be a multiple of block_size {config.block_size}"
-            )
+            raise ValueError(f"emb_size {config.emb_size} must be a multiple of block_size {config.block_size}")
         self.head_extractor = nn.Linear(2 * self.hidden_size, config.emb_size)  # W_s, eq. 8
         self.tail_extractor = nn.Linear(2 * self.hidden_size, config.emb_size)  # W_o, eq. 9
         self.bilinear = nn.Linear(config.emb_size * config.block_size, len(resources.relations))  # W_r, eq. 5
@@ -239,10 +237,18 @@ class ATLOP(TransformerDocModel):
         context = context.to(entity_states.dtype)
         z_head = torch.tanh(self.head_extractor(torch.cat([entity_states[head], context], dim=-1)))  # eq. 8
         z_tail = torch.tanh(self.tail_extractor(torch.cat([entity_states[tail], context], dim=-1)))  # eq. 9
-        # (n_pairs, R), eq. 5
-        logits = self.bilinear(grouped_bilinear(z_head, z_tail, self.config.block_size)).float()
+        # (n_pairs, R), eq. 5; the (n_pairs, emb_size * block_size) products are recomputed in the
+        # backward pass instead of being stored (the largest activation of the model)
+        if torch.is_grad_enabled() and z_head.requires_grad:
+            logits = checkpoint(self.classify, z_head, z_tail, use_reentrant=False)
+        else:
+            logits = self.classify(z_head, z_tail)
         output: dict[str, Any] = {"scores": adaptive_threshold_scores(logits, self.config.top_k)}
         labels = batch.get("labels")
         if labels is not None:
             output["loss"] = adaptive_threshold_loss(logits, labels) if len(logits) else logits.sum() * 0.0
         return output
+
+    def classify(self, z_head: torch.Tensor, z_tail: torch.Tensor) -> torch.Tensor:
+        """Grouped bilinear classifier (eq. 5) -> logits (n_pairs, R), column 0 = TH."""
+        return self.bilinear(grouped_bilinear(z_head, z_tail, self.config.block_size)).float()
