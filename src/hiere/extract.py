@@ -286,9 +286,11 @@ def _parse_item(
     record = f"document {index + 1}"
     try:
         if isinstance(item, Mapping):
+            title = item.get("title")
+            if title:
+                record += f" ({title!r})"
             if "text" not in item:
                 raise HiereInputError(source, record, "text", "missing: a record needs a 'text' string")
-            title = item.get("title")
             entities = item.get("entities")
             if entities is not None:
                 entities = parse_entities(entities, source or "<entities>", record)
@@ -471,7 +473,7 @@ def _run_extract(args: argparse.Namespace, out: TextIO) -> int:
     items: Iterable[Any]
     total = None
     if text is not None:
-        item: dict[str, Any] = {"text": text, "title": "text"}
+        item: dict[str, Any] = {"text": text}
         if entities_path:
             from hiere.data.docred import load_json
 
