@@ -19,13 +19,13 @@ from hiere.data.vocab import Vocab
 from hiere.encoders.glove import DEFAULT, WordEmbedding, glove_dim
 from hiere.encoders.lstm import BiLSTM
 from hiere.models.base import HiereModel, ModelConfig, Resources
-from hiere.models.layers import Bilinear
 from hiere.models.doc.common import (
     DISTANCE_BUCKETS,
     build_type_vocab,
     collate_documents,
     featurize_document,
 )
+from hiere.models.layers import Bilinear
 
 
 @dataclass
