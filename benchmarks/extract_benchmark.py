@@ -119,6 +119,30 @@ def entity_coverage(gold: list[Document], parsed: list[Document]) -> dict[str, f
             "gold_entities_per_doc": n_entities / len(gold)}
 
 
+def rss_mib() -> float:
+    """Resident memory of this process (Linux /proc), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stream_memory(predictor, pipeline: TextPipeline, texts: list[str], n_docs: int, folder: Path) -> dict:
+    """Stream ``n_docs`` documents (the texts repeated) from a file through :func:`extract`, sampling
+    the resident memory every 50 documents: a flat curve means constant memory."""
+    from hiere.extract import iter_documents
+
+    path = folder / "stream.txt"
+    with path.open("w", encoding="utf-8") as handle:
+        for index in range(n_docs):
+            handle.write(texts[index % len(texts)] + "\n")
+    samples, start = [], time.perf_counter()
+    for index, _ in enumerate(extract(predictor, iter_documents(path), pipeline=pipeline, skip_errors=True), 1):
+        if index % 50 == 0:
+            samples.append((index, round(rss_mib(), 1)))
+    return {"documents": n_docs, "rss_mib_every_50_docs": samples, "seconds": time.perf_counter() - start}
+
+
 def main(argv: list[str] | None = None) -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -128,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=50, help="number of held-out documents (default 50)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--stream", type=int, default=0,
+                        help="also stream this many documents (the held-out texts repeated) from a file and "
+                        "report resident memory every 50 documents")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -163,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     coverage = entity_coverage(gold, parsed)
     clustering = clustering_agreement(read_docred(args.data, limit=args.offset)) if args.offset else {}
 
+    streaming = {}
+    if args.stream:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            streaming = stream_memory(predictor, pipeline, texts, args.stream, Path(folder))
+
     report = {
         "command": " ".join(["python", "benchmarks/extract_benchmark.py", *(argv or sys.argv[1:])]),
         "data": f"{args.data} documents [{args.offset}, {args.offset + len(gold)})",
@@ -174,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         **ablations,
         "coverage": coverage,
         "clustering_rule_on_gold_mentions_of_documents_before_offset": clustering,
+        "streaming": streaming,
         "seconds": {"model_on_gold_docs": gold_seconds, "spacy_parse_and_cluster": parse_seconds,
                     "extract_total": extract_seconds, "docs": len(gold)},
     }
@@ -192,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ngold entities found by name: {100 * coverage['gold_entities_found']:.1f}%; reachable recall "
           f"{100 * coverage['reachable_recall']:.1f}%; entities/doc {coverage['entities_per_doc']:.1f} "
           f"(gold {coverage['gold_entities_per_doc']:.1f}); extract {len(gold) / extract_seconds:.2f} docs/s")
+    if streaming:
+        print(f"streaming {streaming['documents']} documents from a file: resident MiB every 50 documents "
+              f"{[mib for _, mib in streaming['rss_mib_every_50_docs']]}")
     if clustering:
         print(f"clustering rule on the gold mentions of documents [0, {args.offset}): pairwise precision "
               f"{clustering['pairwise_precision']:.3f}, recall {clustering['pairwise_recall']:.3f}")
