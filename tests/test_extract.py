@@ -403,9 +403,12 @@ def test_triples_from_bag_records_keep_scores_above_threshold(documents, relatio
         {"h": ids[fact.h], "t": ids[fact.t], "relation": "P17", "score": 0.2},
         {"h": ids[fact.h], "t": ids[fact.t], "relation": "NA", "score": 0.9},
     ]
+    other = next(f for f in doc.facts if (f.h, f.t) != (fact.h, fact.t))
+    records.append({"h": ids[other.h], "t": ids[other.t], "relation": other.r, "score": 0.3})
     kept = triples_from_predictions(doc, records, relations, threshold=0.5)
-    assert [(t["relation"], t["score"]) for t in kept] == [(fact.r, 0.7)]
-    assert len(triples_from_predictions(doc, records, relations, threshold=0.1)) == 2
+    assert [(t["relation"], t["score"]) for t in kept] == [(fact.r, 0.7)]  # best non-NA of its pair only
+    low = triples_from_predictions(doc, records, relations, threshold=0.1)
+    assert [(t["relation"], t["score"]) for t in low] == [(fact.r, 0.7), (other.r, 0.3)]
 
 
 # ------------------------------------------------------------------------------------------ extract()
@@ -569,3 +572,29 @@ def test_extract_reads_long_documents_in_windows(documents, relations, pipeline)
     sources = {i for i, gold in enumerate(gold_by_doc) if keys & gold}
     assert len(sources) >= 2 and len(windowed) > len(whole) > 0
     assert len({(t["head"], t["relation"], t["tail"]) for t in windowed}) == len(windowed)
+
+
+@pytest.mark.slow
+def test_extract_with_a_trained_bag_model_through_the_python_api(tmp_path, documents):
+    """Train pcnn_att for 2 steps on 300 NYT10 sentences; ``hiere.load(dir).extract`` reads raw text as bags."""
+    import hiere
+    from hiere.config import load_config
+    from hiere.training.trainer import train
+
+    repo = Path(__file__).resolve().parents[1]
+    nyt = SHARED / "data" / "nyt10"
+    config = load_config(repo / "configs" / "pcnn_att_nyt10.yaml", [
+        f"data.train={nyt / 'nyt10sub_train90.txt'}", "data.train_slice=[0,300]",
+        f"data.dev={nyt / 'nyt10sub_val10.txt'}", "data.dev_slice=[0,100]", "data.test=null",
+        f"data.relations={nyt / 'nyt10_rel2id.json'}", "data.long_tail=null",
+        "trainer.epochs=1", "trainer.max_steps=2", "trainer.progress=false",
+        "model.glove_vocab=1000", "model.hidden=16",
+    ])
+    model = hiere.load(train(config, tmp_path / "pcnn"), device="cpu")
+    triples = model.extract(joined(documents[0]), threshold=0.0)
+    pairs = {(t["head"], t["tail"]) for t in triples}
+    assert triples and len(pairs) == len(triples)  # one relation per entity pair
+    assert all(t["relation"].startswith("/") and t["head_type"] not in ("TIME", "NUM") for t in triples)
+    expected = {(b.head_name, b.tail_name) for b in document_to_bags(model._text_pipeline.parse(
+        joined(documents[0])).document)}
+    assert pairs == expected

@@ -92,7 +92,8 @@ def triples_from_predictions(
 
     Document records (``{"title", "h_idx", "t_idx", "r", "score"}``) are all kept: the model already
     applied its threshold. Bag records (``{"h", "t", "relation", "score"}``, ids from
-    :func:`entity_ids`) are kept when ``score >= threshold`` and the relation is not NA.
+    :func:`entity_ids`): each entity pair gets at most one relation, its best-scored non-NA one, kept
+    when its score reaches ``threshold`` (bag models rank every relation of every pair).
 
     ``evidence``: the texts of the sentences the record names in its ``"evidence"`` field (sentence
     ids, from models that explain); else the sentences where head and tail both have mentions; else
@@ -101,13 +102,14 @@ def triples_from_predictions(
     texts = list(sentence_texts) if sentence_texts is not None else [" ".join(s) for s in document.sents]
     names, ids = entity_names(document), entity_ids(document)
     index_of = {entity_id: i for i, entity_id in enumerate(ids)}
+    records = list(records)
+    if any("h_idx" not in record for record in records):
+        records = _best_per_pair(records, threshold)
     best: dict[tuple[int, str, int], dict[str, Any]] = {}
     for record in records:
         if "h_idx" in record:
             h, t, relation = int(record["h_idx"]), int(record["t_idx"]), str(record["r"])
         else:
-            if record["relation"] == NA or float(record["score"]) < threshold:
-                continue
             if record["h"] not in index_of or record["t"] not in index_of:
                 continue
             h, t, relation = index_of[record["h"]], index_of[record["t"]], str(record["relation"])
@@ -126,6 +128,18 @@ def triples_from_predictions(
             "evidence": [texts[i] for i in _evidence(document, h, t, record.get("evidence"))],
         }
     return sorted(best.values(), key=lambda triple: -triple["score"])
+
+
+def _best_per_pair(records: Iterable[Mapping[str, Any]], threshold: float) -> list[Mapping[str, Any]]:
+    """Bag records -> the best non-NA record of each (h, t) pair whose score reaches ``threshold``."""
+    best: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for record in records:
+        if "h_idx" in record:
+            raise ValueError("document and bag records cannot be mixed")
+        pair = (record["h"], record["t"])
+        if record["relation"] != NA and (pair not in best or float(record["score"]) > float(best[pair]["score"])):
+            best[pair] = record
+    return [record for record in best.values() if float(record["score"]) >= threshold]
 
 
 def _evidence(document: Document, h: int, t: int, given: Any) -> list[int]:
