@@ -121,3 +121,21 @@ def test_bilstm_gradients_reach_every_trainable_parameter(redocred_docs):
         if parameter.requires_grad:
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
     assert not model.word_embedding.embedding.weight.requires_grad  # frozen GloVe by default
+
+
+def test_entity_pair_bilinear_equals_bilinear_on_concatenations():
+    from hiere.models.layers import EntityPairBilinear
+
+    torch.manual_seed(0)
+    layer = EntityPairBilinear(entity_dim=6, distance_dim=3, out=5)
+    entities = torch.randn(2, 4, 6)
+    distances = torch.randn(20, 3)
+    pairs = [(b, h, t) for b in range(2) for h in range(4) for t in range(4) if h != t]
+    pair_doc, pair_h, pair_t = (torch.tensor(column) for column in zip(*pairs, strict=True))
+    distance_ht = torch.randint(0, 20, (len(pairs),))
+    distance_th = torch.randint(0, 20, (len(pairs),))
+    fast = layer(entities, distances, pair_doc, pair_h, pair_t, distance_ht, distance_th)
+    head = torch.cat([entities[pair_doc, pair_h], distances[distance_ht]], dim=-1)
+    tail = torch.cat([entities[pair_doc, pair_t], distances[distance_th]], dim=-1)
+    reference = torch.nn.functional.bilinear(head, tail, layer.bilinear.weight, layer.bilinear.bias)
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)

@@ -25,7 +25,7 @@ from hiere.models.doc.common import (
     collate_documents,
     featurize_document,
 )
-from hiere.models.layers import Bilinear
+from hiere.models.layers import EntityPairBilinear
 
 
 @dataclass
@@ -58,8 +58,7 @@ class BiLSTMRE(HiereModel):
         self.distance_embedding = nn.Embedding(2 * DISTANCE_BUCKETS, config.distance_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.lstm = BiLSTM(word_dim + config.type_dim + config.coref_dim, config.hidden)
-        pair_dim = self.lstm.output_size + config.distance_dim
-        self.bilinear = Bilinear(pair_dim, pair_dim, len(resources.relations))
+        self.bilinear = EntityPairBilinear(self.lstm.output_size, config.distance_dim, len(resources.relations))
 
     @classmethod
     def build_resources(cls, config: BiLSTMConfig, train_examples: list[Document], relations: RelationMap) -> Resources:
@@ -94,11 +93,11 @@ class BiLSTMRE(HiereModel):
         context = self.lstm(self.dropout(embedded), batch["lengths"])  # (batch, seq, 2 * hidden)
         context = self.dropout(context)
         entities = torch.bmm(batch["entity_map"], context)  # (batch, n_entities, 2 * hidden)
-        head = entities[batch["pair_doc"], batch["pair_h"]]  # (n_pairs, 2 * hidden)
-        tail = entities[batch["pair_doc"], batch["pair_t"]]
-        head = torch.cat([head, self.distance_embedding(batch["distance_ht"])], dim=-1)
-        tail = torch.cat([tail, self.distance_embedding(batch["distance_th"])], dim=-1)
-        return self.bilinear(head, tail)  # (n_pairs, n_relations)
+        # bilinear over [entity; relative-distance embedding] of head and tail, for every candidate pair
+        return self.bilinear(
+            entities, self.distance_embedding.weight, batch["pair_doc"], batch["pair_h"], batch["pair_t"],
+            batch["distance_ht"], batch["distance_th"],
+        )  # (n_pairs, n_relations)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         logits = self.entity_pair_logits(batch)
