@@ -107,11 +107,32 @@ def predict_only(model_dir: str, data: str, start: int, end: int, threads: int) 
     records = predictor.predict(documents)
     seconds = time.perf_counter() - started
     explained = sum(1 for r in records if "evidence" in r)
-    print(
-        json.dumps(
-            {"docs": len(documents), "seconds": seconds, "records": len(records), "explained": explained}
-        )
-    )
+    print(json.dumps({"docs": len(documents), "seconds": seconds, "records": len(records), "explained": explained}))
+
+
+def external_training(run_dir: Path) -> int | None:
+    """Pid of a ``hiere train ... -o run_dir`` process not started by this script (an earlier, stopped
+    instance of it), or None."""
+    for folder in Path("/proc").iterdir():
+        if not folder.name.isdigit() or int(folder.name) == os.getpid():
+            continue
+        try:
+            arguments = (folder / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"train" in arguments and str(run_dir).encode() in arguments and b"-o" in arguments:
+            return int(folder.name)
+    return None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def launch(command: list[str], log: Path) -> subprocess.Popen:
@@ -120,9 +141,7 @@ def launch(command: list[str], log: Path) -> subprocess.Popen:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/hin_bench")
     parser.add_argument(
         "--settings",
@@ -133,9 +152,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], help="key=value for every run"
-    )
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every run")
     parser.add_argument("--predict-threads", type=int, default=1)
     parser.add_argument(
         "--predict-only", nargs=4, metavar=("MODEL_DIR", "DATA", "START", "END"), help=argparse.SUPPRESS
@@ -197,32 +214,54 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     running: dict[int, tuple[dict, str, float, subprocess.Popen]] = {}
     pending = [
-        run
-        for run in queue
-        if not (finished(run["dir"], args.epochs) and f"{run['name']}_s{run['seed']}" in results)
+        run for run in queue if not (finished(run["dir"], args.epochs) and f"{run['name']}_s{run['seed']}" in results)
     ]
 
     def start(run: dict) -> None:
         phase, command = run["steps"].pop(0)
         if phase == "train" and finished(run["dir"], args.epochs):
             key = f"{run['name']}_s{run['seed']}"
-            results.setdefault(key, {"setting": run["name"], "seed": run["seed"]}).update(
-                train_record(run["dir"])
-            )
+            results.setdefault(key, {"setting": run["name"], "seed": run["seed"]}).update(train_record(run["dir"]))
             phase, command = run["steps"].pop(0)
         run["dir"].mkdir(parents=True, exist_ok=True)
         process = launch(command, run["dir"].parent / f"{run['dir'].name}.{phase}.log")
         running[process.pid] = (run, phase, time.perf_counter(), process)
         print(
-            f"{time.strftime('%H:%M:%S')} start {phase} {run['name']} seed {run['seed']}: "
-            f"{' '.join(command)}",
+            f"{time.strftime('%H:%M:%S')} start {phase} {run['name']} seed {run['seed']}: {' '.join(command)}",
             flush=True,
         )
 
-    while pending or running:
-        while pending and len(running) < args.jobs:
+    adopted: dict[int, tuple[dict, float | None]] = {}  # training processes of an earlier instance
+    for run in list(pending):
+        pid = external_training(run["dir"])
+        if pid is not None:
+            pending.remove(run)
+            run["steps"].pop(0)
+            adopted[pid] = (run, peak_rss_mb(pid))
+            print(f"{time.strftime('%H:%M:%S')} adopted running training {run['dir'].name} (pid {pid})", flush=True)
+
+    while pending or running or adopted:
+        while pending and len(running) + len(adopted) < args.jobs:
             start(pending.pop(0))
-        pid, status, usage = os.wait4(-1, 0)
+        for pid, (run, peak) in list(adopted.items()):
+            if Path(f"/proc/{pid}").exists():
+                adopted[pid] = (run, peak_rss_mb(pid) or peak)
+                continue
+            del adopted[pid]
+            key = f"{run['name']}_s{run['seed']}"
+            entry = results.setdefault(key, {"setting": run["name"], "seed": run["seed"]})
+            entry["train_peak_rss_mb"] = round(peak, 1) if peak else None
+            if finished(run["dir"], args.epochs):
+                entry.update(train_record(run["dir"]))
+                pending.insert(0, run)
+            else:
+                entry["error"] = "adopted training ended without a finished model"
+            print(f"{time.strftime('%H:%M:%S')} adopted training {key} ended", flush=True)
+            results_path.write_text(json.dumps(results, indent=1))
+        pid, status, usage = os.wait4(-1, os.WNOHANG) if running else (0, 0, None)
+        if pid == 0:
+            time.sleep(5)
+            continue
         if pid not in running:
             continue
         run, phase, started, process = running.pop(pid)
@@ -243,9 +282,7 @@ def main() -> None:
             entry.update(train_record(run["dir"]))
             pending.insert(0, run)
         else:
-            log_lines = (
-                (run["dir"].parent / f"{run['dir'].name}.predict.log").read_text().strip().splitlines()
-            )
+            log_lines = (run["dir"].parent / f"{run['dir'].name}.predict.log").read_text().strip().splitlines()
             measured = json.loads(log_lines[-1])
             entry.update(
                 predict_docs_per_second=measured["docs"] / measured["seconds"],
