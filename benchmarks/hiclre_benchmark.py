@@ -89,8 +89,7 @@ def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -
         "overrides": overrides,
         "best_epoch": max(history, key=lambda r: r.get("dev", {}).get("pr_auc", -1))["epoch"],
         "history": [
-            {"epoch": r["epoch"], "loss": r["loss"], "dev_pr_auc": r.get("dev", {}).get("pr_auc")}
-            for r in history
+            {"epoch": r["epoch"], "loss": r["loss"], "dev_pr_auc": r.get("dev", {}).get("pr_auc")} for r in history
         ],
         "test": test,
         "train_sentences_per_s": train_sentences * len(history) / train_seconds,
@@ -112,9 +111,7 @@ def overhead(dataset: str, gradient: bool, args: argparse.Namespace) -> dict[str
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    switches = (
-        [] if gradient else [f"model.{level}_gradient=false" for level in ("entity", "sentence", "bag")]
-    )
+    switches = [] if gradient else [f"model.{level}_gradient=false" for level in ("entity", "sentence", "bag")]
     config = load_config(ROOT / "configs" / f"hiclre_{dataset}.yaml", [*switches, *args.set])
     model_class = get_model_class("hiclre")
     model_config = model_class.Config.from_dict(config["model"])
@@ -150,9 +147,71 @@ def overhead(dataset: str, gradient: bool, args: argparse.Namespace) -> dict[str
     }
 
 
+def diagnose(model_dir: Path, batches: int) -> dict[str, Any]:
+    """A trained HiCLRE's contrastive terms on training batches at epoch u = 2 (memory of epoch 1 loaded):
+    per level the InfoNCE value, ‖pt_adv‖, cos(anchor, pseudo-positive), mean cos(anchor, other rows)."""
+    import torch
+
+    import hiere.models.bag.hiclre as hiclre_module
+    from hiere.api import load
+    from hiere.training.trainer import read_split
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    predictor = load(model_dir, device="cpu")
+    model = predictor.model
+    bags = read_split(
+        predictor.task,
+        predictor.config,
+        "train",
+        predictor.relations,
+        **type(model).training_read_options(model.config),
+    )
+    captured: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    original = hiclre_module.info_nce
+
+    def recording(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
+        loss = original(anchor, positive, temperature)
+        captured.append((anchor.detach(), positive.detach(), loss.detach()))
+        return loss
+
+    hiclre_module.info_nce = recording
+    model.train()
+    model.on_epoch_start(2)
+    task_losses = []
+    try:
+        for step in range(batches):
+            chunk = bags[step * 16 : (step + 1) * 16]
+            output = model(model.collate([model.featurize(bag) for bag in chunk]))
+            task_losses.append(float(output["task_loss"]))
+    finally:
+        hiclre_module.info_nce = original
+    result: dict[str, Any] = {
+        "model_dir": str(model_dir),
+        "batches": batches,
+        "task_loss": statistics.mean(task_losses),
+    }
+    for index, level in enumerate(("entity", "sentence", "bag")):
+        rows = captured[index::3]
+        anchors = [a for a, _, _ in rows]
+        perturbations = [p - a for a, p, _ in rows]
+        normalized = [torch.nn.functional.normalize(a, dim=-1) for a in anchors]
+        off_diagonal = [((n @ n.T).sum() - n.shape[0]) / max(1, n.shape[0] * (n.shape[0] - 1)) for n in normalized]
+        result[level] = {
+            "info_nce": statistics.mean(float(loss) for _, _, loss in rows),
+            "anchor_norm": statistics.mean(float(a.norm(dim=-1).mean()) for a in anchors),
+            "perturbation_norm": statistics.mean(float(p.norm(dim=-1).mean()) for p in perturbations),
+            "cos_anchor_positive": statistics.mean(
+                float(torch.nn.functional.cosine_similarity(a, p, dim=-1).mean()) for a, p, _ in rows
+            ),
+            "mean_cos_between_rows": statistics.mean(float(v) for v in off_diagonal),
+        }
+    return result
+
+
 def report(out: Path) -> None:
     results = [
-        json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if not p.name.startswith("overhead")
+        json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if not p.name.startswith(("overhead", "diagnose"))
     ]
     keys = [
         ("pr_auc", "PR-AUC"),
@@ -186,7 +245,7 @@ def report(out: Path) -> None:
             for key in ("train_sentences_per_s", "inference_sentences_per_s", "peak_rss_mb"):
                 cells.append(f"{statistics.mean(r[key] for r in runs):.1f}")
             print("| " + " | ".join(cells) + " |")
-    for path in sorted(out.glob("overhead_*.json")):
+    for path in sorted([*out.glob("overhead_*.json"), *out.glob("diagnose_*.json")]):
         print(f"\n{path.name}: {path.read_text()}")
 
 
@@ -199,9 +258,7 @@ def _mean_std(values: list[float | None]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("bench_out/hiclre"))
     parser.add_argument("--datasets", nargs="+", default=["gids"], choices=DATASETS)
     parser.add_argument("--models", nargs="+", default=["bert_att", "hiclre"])
@@ -211,6 +268,7 @@ def main() -> None:
     parser.add_argument("--inference-bags", type=int, default=200, help="test bags timed for inference speed")
     parser.add_argument("--overhead", choices=DATASETS, help="measure the eq. 12 gradient pass")
     parser.add_argument("--overhead-steps", type=int, default=4)
+    parser.add_argument("--diagnose", type=Path, help="a trained hiclre model directory: contrastive terms")
     parser.add_argument("--single", nargs=3, metavar=("DATASET", "MODEL", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--single-overhead", nargs=2, metavar=("DATASET", "GRADIENT"), help=argparse.SUPPRESS)
     parser.add_argument("--report", action="store_true")
@@ -218,6 +276,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report:
         report(args.out)
+        return
+    if args.diagnose:
+        result = diagnose(args.diagnose, args.overhead_steps)
+        result["command"] = " ".join(sys.argv)
+        (args.out / f"diagnose_{args.diagnose.name}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1))
         return
     if args.single or args.single_overhead:
         if args.single:
