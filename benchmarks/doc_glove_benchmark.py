@@ -213,9 +213,12 @@ def main() -> None:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     running: dict[int, tuple[dict, str, float, subprocess.Popen]] = {}
-    pending = [
-        run for run in queue if not (finished(run["dir"], args.epochs) and f"{run['name']}_s{run['seed']}" in results)
-    ]
+
+    def complete(run: dict) -> bool:
+        entry = results.get(f"{run['name']}_s{run['seed']}", {})
+        return finished(run["dir"], args.epochs) and "predict_docs_per_second" in entry
+
+    pending = [run for run in queue if not complete(run)]
 
     def start(run: dict) -> None:
         phase, command = run["steps"].pop(0)

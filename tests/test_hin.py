@@ -74,14 +74,14 @@ def test_shapes_loss_and_gradients(model, documents, relations) -> None:
     assert 0.5 < float(output["loss"]) < 1.0  # BCE of near-0.5 sigmoids at initialisation
     output["loss"].backward()
     for name in (
-        "BiLSTM_E.lstm.weight_ih_l0",
+        "BiLSTM_E.forward_lstm.weight_ih_l0",
         "entity_inference.project_in.1.weight",
         "entity_inference.bilinears.0.weight",
         "entity_inference.G_e.0.weight",
-        "BiLSTM_S.lstm.weight_hh_l0_reverse",
+        "BiLSTM_S.backward_lstm.weight_hh_l0",
         "word_attention.context.weight",
         "G_s.0.weight",
-        "BiLSTM_D.lstm.weight_ih_l0",
+        "BiLSTM_D.forward_lstm.weight_ih_l0",
         "sentence_attention.projection.weight",
         "W_r.weight",
     ):
@@ -114,7 +114,7 @@ def test_equal_length_bilstm_matches_each_row_alone() -> None:
     inputs, lengths = torch.randn(4, 5, 6), torch.tensor([3, 5, 3, 1])
     output = equal_length_bilstm(bilstm, inputs, lengths)
     for row, length in enumerate(lengths.tolist()):
-        alone, _ = bilstm.lstm(inputs[row : row + 1, :length])
+        alone = bilstm(inputs[row : row + 1, :length], lengths[row : row + 1])
         torch.testing.assert_close(output[row, :length], alone[0])
         assert output[row, length:].abs().sum() == 0
     torch.testing.assert_close(output, bilstm(inputs, lengths))  # same as the packed BiLSTM
@@ -182,7 +182,7 @@ def test_ablation_switches_remove_their_component(model, relations, documents) -
 
     no_sentence = build(relations, documents, sentence_inference=False)
     assert not any(name.startswith("G_s") for name in parameter_names(no_sentence))
-    assert {"BiLSTM_D.lstm.weight_ih_l0", "sentence_attention.context.weight"} <= parameter_names(no_sentence)
+    assert {"BiLSTM_D.forward_lstm.weight_ih_l0", "sentence_attention.context.weight"} <= parameter_names(no_sentence)
     no_sentence.eval()
     batch = batch_of(no_sentence, documents)
     with torch.no_grad():
@@ -194,7 +194,7 @@ def test_ablation_switches_remove_their_component(model, relations, documents) -
 
     no_hierarchy = build(relations, documents, hierarchical_aggregation=False)
     names = parameter_names(no_hierarchy)
-    assert "document_lstm.lstm.weight_ih_l0" in names and "document_lstm.lstm.weight_ih_l0" not in full
+    assert "document_lstm.forward_lstm.weight_ih_l0" in names and "document_lstm.forward_lstm.weight_ih_l0" not in full
     assert not any(
         n.split(".")[0] in {"BiLSTM_S", "BiLSTM_D", "G_s", "word_attention", "sentence_attention"} for n in names
     )

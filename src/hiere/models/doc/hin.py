@@ -92,11 +92,10 @@ def sentence_layout(sent_spans: list[list[tuple[int, int]]], seq_len: int) -> di
 
 
 def equal_length_bilstm(bilstm: BiLSTM, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``bilstm`` over padded ``inputs`` (n, L, in) run once per distinct length, without packing.
+    """``bilstm`` over padded ``inputs`` (n, L, in), run once per distinct length.
 
-    Rows of one length form a dense batch, so no padding enters the states, and the CPU backward pass
-    avoids the per-step full-size gradient buffers of packed sequences (pairs of one document share a
-    length; a batch holds few distinct document and sentence lengths).
+    Rows of one length form a dense batch without padding: no step is computed for padding, which matters
+    for BiLSTM_D, whose thousands of rows (pairs) share a few lengths (their documents' sentence counts).
     Returns (n, L, 2 * hidden), zeros on padding.
     """
     if lengths.numel() == 0:
@@ -104,7 +103,7 @@ def equal_length_bilstm(bilstm: BiLSTM, inputs: torch.Tensor, lengths: torch.Ten
     groups, parts = [], []
     for length in torch.unique(lengths).tolist():
         rows = (lengths == length).nonzero().squeeze(1)
-        states, _ = bilstm.lstm(inputs[rows, : max(length, 1)])  # (n_rows, length, 2 * hidden)
+        states = bilstm(inputs[rows, : max(length, 1)], lengths[rows])  # (n_rows, length, 2 * hidden)
         groups.append(rows)
         parts.append(nn.functional.pad(states, (0, 0, 0, inputs.shape[1] - states.shape[1])))
     order = torch.cat(groups)  # row of each stacked output
