@@ -323,12 +323,13 @@ def extract_text(
     entities: Sequence[EntitySpan] | list[dict] | None = None,
     threshold: float | None = None,
     pipeline: TextPipeline | None = None,
+    window_tokens: int = DEFAULT_WINDOW_TOKENS,
 ) -> list[dict[str, Any]]:
     """One text -> its triples (``hiere.load(dir).extract(text)``); errors raise :class:`HiereInputError`."""
     item: Any = text if entities is None else {"text": text, "entities": list(entities)}
     if entities is not None and all(isinstance(e, EntitySpan) for e in entities):
         item = {"text": text, "entities": [vars(e) for e in entities]}
-    return next(extract(predictor, [item], pipeline=pipeline, threshold=threshold))
+    return next(extract(predictor, [item], pipeline=pipeline, threshold=threshold, window_tokens=window_tokens))
 
 
 # ----------------------------------------------------------------------------------------------- inputs
