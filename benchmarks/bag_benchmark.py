@@ -187,11 +187,15 @@ def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -
 
 
 def _curve(bags: list, records: list[dict]) -> dict[str, list[float]]:
+    import numpy as np
+
     from hiere.metrics.bag import pr_curve
 
     precision, recall = pr_curve(bags, records)
-    step = max(1, len(precision) // 400)
-    return {"precision": precision[::step].tolist(), "recall": recall[::step].tolist()}
+    # every rank up to 1,000 (where the curves differ), then 400 points over the rest
+    keep = np.unique(np.concatenate([np.arange(min(1000, len(precision))), np.linspace(0, len(precision) - 1, 400)]))
+    keep = keep.astype(int)
+    return {"precision": precision[keep].tolist(), "recall": recall[keep].tolist()}
 
 
 def report(out: Path, plot: Path | None) -> None:
@@ -265,7 +269,7 @@ def report(out: Path, plot: Path | None) -> None:
         )
     buckets(out, results)
     if plot is not None:
-        _plot(results, plot)
+        _plot(results, plot, out)
 
 
 BUCKETS = ((0, 0, "unseen in train"), (1, 99, "1-99"), (100, 999, "100-999"), (1000, 10**9, ">=1000"))
@@ -289,15 +293,24 @@ def buckets(out: Path, results: list[dict]) -> None:
         for low, high, label in BUCKETS
     }
     rows = [(i, None) for i in range(len(data["test"]))]
+    positive = [i for i, bag in enumerate(data["test"]) if not bag.is_na]
+    na_rows = [i for i, bag in enumerate(data["test"]) if bag.is_na]
     table: dict[str, dict[str, list[float]]] = {}
     sizes: dict[str, tuple[int, int]] = {}
     for run in runs:
         scores = torch.from_numpy(np.load(out / f"nyt10_{run['model']}_{run['seed']}_test_scores.npy"))
         records = TASK.decode(data["test"], rows, scores, data["relations"])
+        cell = table.setdefault(run["model"], {})
+        positive_bags = [data["test"][i] for i in positive]
+        positive_records = TASK.decode(
+            positive_bags, [(j, None) for j in range(len(positive))], scores[positive], data["relations"]
+        )
+        cell.setdefault("pr_auc non-NA bags", []).append(TASK.metrics(positive_bags, positive_records)["pr_auc"])
+        cell.setdefault("top score NA bags", []).append(float(scores[na_rows, 1:].max(dim=1).values.mean()))
+        cell.setdefault("top score positive bags", []).append(float(scores[positive, 1:].max(dim=1).values.mean()))
         for label, relations in groups.items():
             metrics = TASK.metrics(data["test"], records, long_tail=relations)
             sizes[label] = (metrics["n_long_tail_bags"], metrics["n_long_tail_relations"])
-            cell = table.setdefault(run["model"], {})
             cell.setdefault(f"{label} micro", []).append(metrics["hits@10_micro"])
             cell.setdefault(f"{label} macro", []).append(metrics["hits@10_macro"])
     print("\n#### nyt10 Hits@10 (%) by training sentences of the gold relation (test bags / relations per group)\n")
@@ -315,6 +328,20 @@ def buckets(out: Path, results: list[dict]) -> None:
                 cells.append(_mean_std(table[model_key][f"{label} {kind}"], digits=1))
         print("| " + " | ".join(cells) + " |")
 
+    print(
+        f"\n#### nyt10 ranking without NA bags ({len(positive)} non-NA test bags) and the best non-NA score"
+        f" of NA bags ({len(na_rows)}) vs non-NA bags\n"
+    )
+    print("| model | PR-AUC, non-NA bags only | mean top non-NA score, NA bags | same, non-NA bags |")
+    print("|---|---|---|---|")
+    for model_key in MODELS:
+        if model_key in table:
+            cells = [model_key] + [
+                _mean_std(table[model_key][key])
+                for key in ("pr_auc non-NA bags", "top score NA bags", "top score positive bags")
+            ]
+            print("| " + " | ".join(cells) + " |")
+
 
 def _mean_std(values: list[float | None], digits: int = 3) -> str:
     values = [v for v in values if v is not None]
@@ -326,12 +353,18 @@ def _mean_std(values: list[float | None], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
-def _plot(results: list[dict], path: Path) -> None:
+def _plot(results: list[dict], path: Path, out: Path) -> None:
+    """PR curves of the main models; recomputed from saved test scores where a run has them."""
     import matplotlib
+    import numpy as np
+    import torch
+
+    from hiere.tasks.bag import TASK
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    cache: dict[str, dict[str, Any]] = {}
     datasets = [d for d in DATASETS if any(r["dataset"] == d for r in results)]
     figure, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
     for axis, dataset in zip(axes[0], datasets, strict=True):
@@ -342,9 +375,17 @@ def _plot(results: list[dict], path: Path) -> None:
             )
             for index, run in enumerate(runs):
                 label = f"{model_key} (seed {run['seed']}, AUC {run['test']['pr_auc']:.3f})"
+                curve = run["pr_curve"]
+                saved = out / f"{dataset}_{model_key}_{run['seed']}_test_scores.npy"
+                if saved.exists():
+                    data = load_dataset(dataset) if dataset not in cache else cache[dataset]
+                    cache[dataset] = data
+                    scores = torch.from_numpy(np.load(saved))
+                    rows = [(i, None) for i in range(len(data["test"]))]
+                    curve = _curve(data["test"], TASK.decode(data["test"], rows, scores, data["relations"]))
                 axis.plot(
-                    run["pr_curve"]["recall"],
-                    run["pr_curve"]["precision"],
+                    curve["recall"],
+                    curve["precision"],
                     lw=1.2 if index == 0 else 0.6,
                     alpha=1.0 if index == 0 else 0.5,
                     label=label,
