@@ -259,7 +259,9 @@ def report(out: Path, plot: Path | None) -> None:
                         parts.append(_mean_std(values, digits=1))
                     cells.append(" / ".join(parts))
             print("| " + " | ".join(cells) + " |")
-        counts = [(name, pick(rows[0]) or {}) for name, pick in sources]
+        counts = [
+            (name, next((pick(r) for r in rows if "n_long_tail_bags" in (pick(r) or {})), {})) for name, pick in sources
+        ]
         print(
             "\nbags / relations: "
             + ", ".join(
