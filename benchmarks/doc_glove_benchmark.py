@@ -135,6 +135,45 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def dev_bce(model_dirs: list[str], data: str, start: int, end: int) -> None:
+    """Diagnosis: per (pair, relation) BCE of saved models on documents ``[start, end)``, the mean score of
+    gold facts vs the other cells, and the BCE of the constant base-rate predictor of the training split."""
+    import math
+
+    import torch
+
+    import hiere
+
+    torch.set_num_threads(1)
+    for model_dir in model_dirs:
+        predictor = hiere.load(model_dir, device="cpu")
+        documents = predictor.read(data)[start:end]
+        rows, scores, _ = predictor.scores(documents)
+        labels = torch.zeros_like(scores)
+        for row, (example, (h, t)) in enumerate(rows):
+            gold = [predictor.relations[f.r] for f in documents[example].facts if (f.h, f.t) == (h, t)]
+            labels[row, gold or [0]] = 1.0
+        clamped = scores.clamp(1e-7, 1 - 1e-7)
+        bce = -(labels * clamped.log() + (1 - labels) * (1 - clamped).log()).mean()
+        gold_mean = scores[:, 1:][labels[:, 1:] == 1].mean()
+        other_mean = scores[:, 1:][labels[:, 1:] == 0].mean()
+        print(
+            f"{model_dir}: dev BCE {bce:.4f}, mean score of gold facts {gold_mean:.4f}, of other cells {other_mean:.4f}"
+        )
+        train = predictor.read(data)[: int(predictor.config["data"]["train_slice"][1])]
+    n_pairs = sum(len(d.entities) * (len(d.entities) - 1) for d in train)
+    counts = [0] * len(predictor.relations)
+    related = set()
+    for index, document in enumerate(train):
+        for h, t, r in {(f.h, f.t, f.r) for f in document.facts}:
+            counts[predictor.relations[r]] += 1
+            related.add((index, h, t))
+    counts[0] = n_pairs - len(related)
+    rates = [c / n_pairs for c in counts]
+    entropy = [0.0 if p in (0.0, 1.0) else -(p * math.log(p) + (1 - p) * math.log(1 - p)) for p in rates]
+    print(f"constant base-rate predictor ({n_pairs} training pairs): BCE {sum(entropy) / len(entropy):.4f}")
+
+
 def launch(command: list[str], log: Path) -> subprocess.Popen:
     handle = log.open("w")
     return subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
@@ -154,10 +193,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every run")
     parser.add_argument("--predict-threads", type=int, default=1)
+    parser.add_argument("--dev-bce", nargs="+", metavar="MODEL_DIR", help="diagnose saved models (see dev_bce)")
     parser.add_argument(
         "--predict-only", nargs=4, metavar=("MODEL_DIR", "DATA", "START", "END"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    if args.dev_bce:
+        dev_bce(args.dev_bce, str(DATA / "dev_revised.json"), 450, 500)
+        return
     if args.predict_only:
         model_dir, data, start, end = args.predict_only
         predict_only(model_dir, data, int(start), int(end), args.predict_threads)
