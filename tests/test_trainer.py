@@ -20,7 +20,7 @@ def tiny_config(**trainer):
         "data": {"train": str(REDOCRED), "train_slice": [0, 6], "dev": str(REDOCRED), "dev_slice": [450, 453],
                  "relations": str(REL_INFO)},
         "trainer": {"epochs": 2, "seed": 7, "device": "cpu", "batch_size": 2, "eval_batch_size": 4, "lr": 0.01,
-                    "optimizer": "adam", "progress": False, "num_threads": 1, **trainer},
+                    "optimizer": "adam", "progress": False, "num_threads": 1, "log_every": 2, **trainer},
     })
 
 
@@ -41,7 +41,8 @@ def test_model_directory_holds_everything(trained):
     history = json.loads((trained / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert all("f1" in h["dev"] and "ign_f1" in h["dev"] for h in history)
-    assert "epoch 2" in (trained / "train.log").read_text()
+    log = (trained / "train.log").read_text()
+    assert "epoch 2: loss" in log and "epoch 1 batch 2/3: loss" in log  # per-batch lines (log_every=2)
 
 
 def test_load_predict_and_evaluate_round_trip(trained, redocred_raw, redocred_docs):

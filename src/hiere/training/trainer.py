@@ -283,6 +283,8 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
                     break
             if step_in_epoch % max(1, int(trainer["log_every"])) == 0:
                 bar.set_postfix(loss=f"{running_loss / seen:.4f}")
+                log.info("epoch %d batch %d/%d: loss %.4f (%.1f s)", epoch, step_in_epoch, len(chunks),
+                         running_loss / seen, time.perf_counter() - started)
         bar.close()
         train_seconds = time.perf_counter() - started
         epoch_loss = float(np.mean([v for v in gather_objects(running_loss / max(1, seen), context)]))
