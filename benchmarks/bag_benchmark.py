@@ -30,6 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bag_report import mean_std, print_ranking_table
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS: dict[str, dict[str, Any]] = {
     "pcnn_att": {"name": "pcnn_att", "encoder": "pcnn"},
@@ -200,40 +202,12 @@ def _curve(bags: list, records: list[dict]) -> dict[str, list[float]]:
 
 def report(out: Path, plot: Path | None) -> None:
     results = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
-    keys = [
-        ("pr_auc", "PR-AUC"),
-        ("p@100", "P@100"),
-        ("p@200", "P@200"),
-        ("p@300", "P@300"),
-        ("micro_f1", "micro-F1"),
-        ("macro_f1", "macro-F1"),
-    ]
     for dataset in DATASETS:
         rows = [r for r in results if r["dataset"] == dataset]
         if not rows:
             continue
         print(f"\n### {dataset}\n")
-        header = [
-            "model",
-            "seeds",
-            *(name for _, name in keys),
-            "best epoch",
-            "train sent/s",
-            "infer sent/s",
-            "peak RSS MB",
-        ]
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for model_key in MODELS:
-            runs = [r for r in rows if r["model"] == model_key]
-            if not runs:
-                continue
-            cells = [model_key, ",".join(str(r["seed"]) for r in runs)]
-            cells += [_mean_std([r["test"].get(key) for r in runs]) for key, _ in keys]
-            cells.append(",".join(str(r["best_epoch"]) for r in runs))
-            for key in ("train_sentences_per_s", "inference_sentences_per_s", "peak_rss_mb"):
-                cells.append(f"{statistics.mean(r[key] for r in runs):.0f}")
-            print("| " + " | ".join(cells) + " |")
+        print_ranking_table(rows, MODELS)
         if dataset != "nyt10":
             continue
         print(f"\n#### {dataset} long tail: Hits@10 / @15 / @20 (%), micro over bags and macro over relations\n")
@@ -256,7 +230,7 @@ def report(out: Path, plot: Path | None) -> None:
                     parts = []
                     for k in (10, 15, 20):
                         values = [(pick(r) or {}).get(f"hits@{k}_{kind}") for r in runs]
-                        parts.append(_mean_std(values, digits=1))
+                        parts.append(mean_std(values, digits=1))
                     cells.append(" / ".join(parts))
             print("| " + " | ".join(cells) + " |")
         counts = [
@@ -327,7 +301,7 @@ def buckets(out: Path, results: list[dict]) -> None:
         cells = [f"{model_key} (seeds {','.join(str(r['seed']) for r in runs if r['model'] == model_key)})"]
         for label in groups:
             for kind in ("micro", "macro"):
-                cells.append(_mean_std(table[model_key][f"{label} {kind}"], digits=1))
+                cells.append(mean_std(table[model_key][f"{label} {kind}"], digits=1))
         print("| " + " | ".join(cells) + " |")
 
     print(
@@ -339,20 +313,10 @@ def buckets(out: Path, results: list[dict]) -> None:
     for model_key in MODELS:
         if model_key in table:
             cells = [model_key] + [
-                _mean_std(table[model_key][key])
+                mean_std(table[model_key][key])
                 for key in ("pr_auc non-NA bags", "top score NA bags", "top score positive bags")
             ]
             print("| " + " | ".join(cells) + " |")
-
-
-def _mean_std(values: list[float | None], digits: int = 3) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    scale = 100.0 if digits == 1 else 1.0
-    mean = statistics.mean(values) * scale
-    spread = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
 def _plot(results: list[dict], path: Path, out: Path) -> None:

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bag_report import print_ranking_table
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("gids", "nyt10")
 
@@ -213,48 +215,14 @@ def report(out: Path) -> None:
     results = [
         json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if not p.name.startswith(("overhead", "diagnose"))
     ]
-    keys = [
-        ("pr_auc", "PR-AUC"),
-        ("p@100", "P@100"),
-        ("p@200", "P@200"),
-        ("p@300", "P@300"),
-        ("micro_f1", "micro-F1"),
-        ("macro_f1", "macro-F1"),
-    ]
     for dataset in DATASETS:
         rows = [r for r in results if r["dataset"] == dataset]
         if not rows:
             continue
         print(f"\n### {dataset}\n")
-        header = [
-            "model",
-            "seeds",
-            *(n for _, n in keys),
-            "best epoch",
-            "train sent/s",
-            "infer sent/s",
-            "peak RSS MB",
-        ]
-        print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
-        for model_key in dict.fromkeys(r["model"] for r in rows):
-            runs = sorted((r for r in rows if r["model"] == model_key), key=lambda r: r["seed"])
-            cells = [model_key, ",".join(str(r["seed"]) for r in runs)]
-            cells += [_mean_std([r["test"].get(key) for r in runs]) for key, _ in keys]
-            cells.append(",".join(str(r["best_epoch"]) for r in runs))
-            for key in ("train_sentences_per_s", "inference_sentences_per_s", "peak_rss_mb"):
-                cells.append(f"{statistics.mean(r[key] for r in runs):.1f}")
-            print("| " + " | ".join(cells) + " |")
+        print_ranking_table(rows, dict.fromkeys(r["model"] for r in rows), cost_digits=1)
     for path in sorted([*out.glob("overhead_*.json"), *out.glob("diagnose_*.json")]):
         print(f"\n{path.name}: {path.read_text()}")
-
-
-def _mean_std(values: list[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
 def main() -> None:
