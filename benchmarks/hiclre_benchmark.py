@@ -185,7 +185,7 @@ def diagnose(model_dir: Path, batches: int) -> dict[str, Any]:
         for step in range(batches):
             chunk = bags[step * 16 : (step + 1) * 16]
             output = model(model.collate([model.featurize(bag) for bag in chunk]))
-            task_losses.append(float(output["task_loss"]))
+            task_losses.append(float(output["loss_terms"]["task"]))
     finally:
         hiclre_module.info_nce = original
     result: dict[str, Any] = {

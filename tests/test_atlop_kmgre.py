@@ -166,7 +166,10 @@ def test_e_step_reaches_only_the_key_instance_classifier(relations, documents) -
         model = build("kmgre", relations, key_loss_weight=weight).train()
         model.on_epoch_start(model.config.warmup_epochs + 1)
         torch.manual_seed(1)
-        model(batch_of(model, documents))["loss"].backward()
+        output = model(batch_of(model, documents))
+        terms = output["loss_terms"]
+        assert torch.isclose(output["loss"].detach(), terms["adaptive_threshold"] + weight * terms["key_focal"])
+        output["loss"].backward()
         embeddings = model.encoder.transformer.embeddings.word_embeddings.weight
         gradients.append(
             (model.relation_classifier.weight.grad, embeddings.grad, model.key_classifier.weight.grad)

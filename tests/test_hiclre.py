@@ -3,6 +3,7 @@ the perturbation and memory terms by hand, ablation switches, batch independence
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -135,11 +136,12 @@ def test_hiclre_loss_is_eq17_and_reaches_every_part(train_bags, relations):
     model.on_epoch_start(1)
     output = model(batch_of(model, train_bags))
     lambdas = model.config.lambdas
+    terms = output["loss_terms"]
     expected = (
-        lambdas[0] * output["entity_info_nce"]
-        + lambdas[1] * output["sentence_info_nce"]
-        + lambdas[2] * output["bag_info_nce"]
-        + lambdas[3] * output["task_loss"]
+        lambdas[0] * terms["entity_info_nce"]
+        + lambdas[1] * terms["sentence_info_nce"]
+        + lambdas[2] * terms["bag_info_nce"]
+        + lambdas[3] * terms["task"]
     )
     assert torch.isclose(output["loss"].detach(), expected, atol=1e-5)
     output["loss"].backward()
@@ -158,7 +160,8 @@ def test_hiclre_ablation_switches_remove_components(train_bags, relations):
     no_cl = build("hiclre", train_bags, relations, contrastive=False)
     no_cl.train()
     output = no_cl(batch_of(no_cl, train_bags))
-    assert torch.equal(output["loss"].detach(), output["task_loss"]) and "bag_info_nce" not in output
+    assert torch.equal(output["loss"].detach(), output["loss_terms"]["task"])
+    assert list(output["loss_terms"]) == ["task"]
     assert not any(name.startswith("memory_") for name, _ in no_cl.named_buffers())
 
     no_gradient = build(
@@ -305,9 +308,13 @@ def test_trainer_round_trip(tmp_path, monkeypatch):
             "data.test_slice=[974,976]",
             "trainer.progress=false",
             "trainer.num_threads=1",
+            "trainer.length_buckets=2",
         ],
     )
     out = train(config, tmp_path / "model")
+    terms = json.loads((out / "history.json").read_text())[0]["loss_terms"]
+    assert set(terms) == {"task", "entity_info_nce", "sentence_info_nce", "bag_info_nce"}
+    assert all(value > 0 for value in terms.values())
     predictor = load(out, device="cpu")
     assert predictor.model.name == "hiclre" and (out / "encoder").exists()
     bags = read_bags(GIDS / "gids_dev.txt", predictor.relations, require_labels=True, offset=974, limit=2)

@@ -140,3 +140,43 @@ def test_entity_pair_bilinear_equals_bilinear_on_concatenations():
     tail = torch.cat([entities[pair_doc, pair_t], distances[distance_th]], dim=-1)
     reference = torch.nn.functional.bilinear(head, tail, layer.bilinear.weight, layer.bilinear.bias)
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_length_buckets_sort_each_window_and_shuffle_batches(redocred_docs):
+    from hiere.data.relations import RelationMap
+    from hiere.models import get_model_class
+    from hiere.training.inference import feature_size
+    from hiere.training.trainer import epoch_batches
+
+    model_class = get_model_class("bilstm")
+    model_config = model_class.Config.from_dict(tiny_config()["model"])
+    docs = redocred_docs[:24]
+    resources = model_class.build_resources(model_config, docs, RelationMap.from_rel_info(REL_INFO))
+    features = [model_class(model_config, resources).featurize(doc) for doc in docs]
+    assert feature_size(features[0]) == len(docs[0].tokens)
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0)).tolist()
+
+    assert epoch_batches(order, 5, features, 0, seed=1) == [order[i : i + 5] for i in range(0, 24, 5)]
+    batches = epoch_batches(order, 3, features, 4, seed=1)  # windows of 12 examples -> 4 batches each
+    expected = []
+    for start in (0, 12):  # each window sorted by length, then cut
+        ranked = sorted(order[start : start + 12], key=lambda i: feature_size(features[i]))
+        expected.extend(ranked[i : i + 3] for i in range(0, 12, 3))
+    assert sorted(batches) == sorted(expected)
+    assert batches != expected  # the batches are shuffled
+    assert epoch_batches(order, 3, features, 4, seed=1) == batches  # the same on --resume
+    assert epoch_batches(order, 3, features, 4, seed=2) != batches  # a new epoch, a new batch order
+
+
+def test_fused_optimizer_where_supported():
+    from hiere.training.trainer import make_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    model.parameter_groups = lambda lr, encoder_lr, weight_decay: [{"params": list(model.parameters()), "lr": lr}]
+    trainer = resolve({"model": {"name": "bilstm"}})["trainer"]
+    assert trainer["fused"] is None and trainer["length_buckets"] == 0
+    assert make_optimizer(model, {**trainer, "optimizer": "adamw"}).defaults["fused"] is True
+    assert not make_optimizer(model, {**trainer, "optimizer": "adam", "fused": False}).defaults["fused"]
+    assert isinstance(make_optimizer(model, {**trainer, "optimizer": "sgd"}), torch.optim.SGD)
+    with pytest.raises(HiereConfigError, match="fused=true needs optimizer adam or adamw"):
+        make_optimizer(model, {**trainer, "optimizer": "sgd", "fused": True})

@@ -31,6 +31,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "schedule": "linear",  # linear (warmup + linear decay) | constant
     "max_grad_norm": 1.0,
     "grad_accumulation": 1,
+    "length_buckets": 0,  # >0: sort each window of N batches by length, then shuffle the batches (less padding)
+    "fused": None,  # fused Adam/AdamW kernel (None: wherever supported)
     "precision": "fp32",  # fp32 | bf16 | fp16 (fp16 needs CUDA)
     "patience": 0,  # early stopping: epochs without dev improvement (0 = never stop early)
     "eval_every": 1,  # evaluate on dev every N epochs

@@ -19,6 +19,9 @@ Life of a model:
   a global threshold tuned on dev. ``"adaptive"``: scores are ``logit_r - logit_TH`` (ATLOP) and the
   threshold is 0. ``"ranking"`` (bag models): scores are probabilities ranked for PR curves.
 * ``"loss"``: a scalar when the batch has labels (training), else absent.
+* ``"loss_terms"`` (optional, training): ``{name: detached scalar}``, the parts a composite loss is made
+  of (HiCLRE's InfoNCE per level, KMGRE's focal loss); the trainer logs their epoch means in
+  ``history.json``.
 * ``"explanations"`` (optional): a list with one JSON-able dict per row (attention weights, key pairs).
 
 Tensors in a batch may live anywhere; the trainer moves every tensor (also inside lists/dicts)

@@ -41,16 +41,20 @@ def batches(indices: list[int], batch_size: int) -> Iterator[list[int]]:
         yield indices[start : start + batch_size]
 
 
+def feature_size(feature: dict[str, Any]) -> int:
+    """Input length of one featurized example: the tokens of a document or sentence, summed over a bag's
+    sentences (what a batch's padding and cost grow with)."""
+    for key in ("word_ids", "input_ids", "token_ids"):
+        if key in feature:
+            return len(feature[key])
+    if "sentences" in feature:
+        return sum(feature_size(sentence) for sentence in feature["sentences"])
+    return 0
+
+
 def length_sorted(features: list[dict[str, Any]], indices: list[int]) -> list[int]:
     """Indices ordered by input length (less padding per batch); the order of results does not change."""
-    def size(index: int) -> int:
-        feature = features[index]
-        for key in ("word_ids", "input_ids", "token_ids"):
-            if key in feature:
-                return len(feature[key])
-        return 0
-
-    return sorted(indices, key=size)
+    return sorted(indices, key=lambda index: feature_size(features[index]))
 
 
 @torch.no_grad()

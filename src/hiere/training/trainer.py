@@ -33,7 +33,7 @@ from hiere.models.base import HiereModel
 from hiere.tasks import get_task
 from hiere.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_model_dir
 from hiere.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
-from hiere.training.inference import autocast_context, move_to_device, run_model
+from hiere.training.inference import autocast_context, length_sorted, move_to_device, run_model
 
 log = logging.getLogger("hiere.train")
 
@@ -83,13 +83,26 @@ def build_relations(task: Any, config: dict, train_path: str | None) -> Relation
     return RelationMap.from_facts(task.relation_ids(task.read(train_path, require_labels=True)))
 
 
+def use_fused(model: HiereModel, trainer: dict) -> bool:
+    """``trainer.fused``: the single-kernel Adam/AdamW update (CPU and CUDA); None = wherever supported."""
+    fused = trainer["fused"]
+    supported = trainer["optimizer"] in ("adam", "adamw") and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in model.parameters() if p.requires_grad
+    )
+    if fused is None:
+        return supported
+    if fused and not supported:
+        raise HiereConfigError("trainer.fused=true needs optimizer adam or adamw and parameters on CPU or CUDA")
+    return bool(fused)
+
+
 def make_optimizer(model: HiereModel, trainer: dict) -> torch.optim.Optimizer:
     groups = model.parameter_groups(trainer["lr"], trainer["encoder_lr"], trainer["weight_decay"])
-    name = trainer["optimizer"]
+    name, fused = trainer["optimizer"], use_fused(model, trainer)
     if name == "adamw":
-        return torch.optim.AdamW(groups)
+        return torch.optim.AdamW(groups, fused=fused or None)
     if name == "adam":
-        return torch.optim.Adam(groups)
+        return torch.optim.Adam(groups, fused=fused or None)
     if name == "sgd":
         return torch.optim.SGD(groups, momentum=trainer["momentum"])
     raise HiereConfigError(f"trainer.optimizer must be adamw, adam or sgd, got {name!r}")
@@ -150,6 +163,25 @@ class Evaluator:
         metrics = self.task.metrics(self.examples, records, train=train_examples, **metric_options)
         metrics["threshold"] = threshold
         return metrics, threshold
+
+
+def epoch_batches(order: list[int], batch_size: int, features: list[dict], buckets: int, seed: int) -> list[list[int]]:
+    """Cut this process's shuffled ``order`` into batches.
+
+    ``buckets = 0``: consecutive runs of ``batch_size``. ``buckets = N``: each window of ``N`` batches' worth of
+    the shuffled order is sorted by input length before it is cut, and the batches are then shuffled with
+    ``seed`` (the epoch's), so a batch holds examples of similar length (less padding) while the epoch stays
+    random and identical on ``--resume``.
+    """
+    if not buckets:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    window = batch_size * int(buckets)
+    chunks = []
+    for start in range(0, len(order), window):
+        ranked = length_sorted(features, order[start : start + window])
+        chunks.extend(ranked[i : i + batch_size] for i in range(0, len(ranked), batch_size))
+    generator = torch.Generator().manual_seed(seed)
+    return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
 
 
 def featurize_all(model: HiereModel, examples: list, split: str, path: str, progress: bool) -> list[dict]:
@@ -258,8 +290,10 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
         wrapped.train()
         sampler.set_epoch(epoch)
         order = list(sampler)
-        chunks = [order[i : i + local_batch] for i in range(0, len(order), local_batch)]
+        chunks = epoch_batches(order, local_batch, train_features, int(trainer["length_buckets"] or 0),
+                               int(trainer["seed"]) * 1_000_003 + epoch)
         started, running_loss, seen = time.perf_counter(), 0.0, 0
+        term_sums: dict[str, float] = {}
         bar = tqdm(chunks, desc=f"epoch {epoch}/{trainer['epochs']}", disable=not progress, unit="batch")
         optimizer.zero_grad(set_to_none=True)
         for step_in_epoch, chunk in enumerate(bar, start=1):
@@ -269,6 +303,8 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
             loss = output["loss"].float() / int(trainer["grad_accumulation"])
             scaler.scale(loss).backward()
             running_loss += float(output["loss"].detach())
+            for name, value in output.get("loss_terms", {}).items():
+                term_sums[name] = term_sums.get(name, 0.0) + float(value)
             seen += 1
             if step_in_epoch % int(trainer["grad_accumulation"]) == 0 or step_in_epoch == len(chunks):
                 scaler.unscale_(optimizer)
@@ -289,6 +325,10 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
         train_seconds = time.perf_counter() - started
         epoch_loss = float(np.mean([v for v in gather_objects(running_loss / max(1, seen), context)]))
         record: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "train_seconds": round(train_seconds, 2)}
+        terms = gather_objects({name: total / max(1, seen) for name, total in term_sums.items()}, context)
+        if any(terms):
+            record["loss_terms"] = {name: float(np.mean([part[name] for part in terms if name in part]))
+                                    for name in terms[0]}
 
         improved = False
         if dev_examples and (epoch % int(trainer["eval_every"]) == 0 or epoch == int(trainer["epochs"])):

@@ -256,7 +256,7 @@ class HiCLRE(BertAtt):
         output = {
             "scores": group_scores(logits, bag_rows, n_bags),
             "loss": task_loss,
-            "task_loss": task_loss.detach(),
+            "loss_terms": {"task": task_loss.detach()},
         }
         if self.config.contrastive and torch.is_grad_enabled():
             dense = {"entity": level_E, "sentence": level_S, "bag": level_B}
@@ -279,7 +279,7 @@ class HiCLRE(BertAtt):
                 + weights[2] * losses["bag"]
                 + weights[3] * task_loss
             )  # eq. 17
-            output.update({f"{level}_info_nce": value.detach() for level, value in losses.items()})
+            output["loss_terms"].update({f"{level}_info_nce": value.detach() for level, value in losses.items()})
         return output
 
     # ---------------------------------------------------------------- perturbation (Sec. 3.4)

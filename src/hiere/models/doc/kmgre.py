@@ -149,11 +149,12 @@ class KMGRE(TransformerDocModel):
         labels = batch.get("labels")
         if labels is not None and n_rows:
             loss = adaptive_threshold_loss(entity_logits, labels)  # M-step: updates θ
+            output["loss_terms"] = {"adaptive_threshold": loss.detach()}
             if key_logits is not None and config.em:
                 targets = self.pseudo_labels(pair_logits.detach(), labels, pair_row, n_rows)  # E-step, eq. 9
-                loss = loss + config.key_loss_weight * binary_focal_loss(
-                    key_logits, targets, config.focal_gamma, config.focal_alpha
-                )
+                focal = binary_focal_loss(key_logits, targets, config.focal_gamma, config.focal_alpha)
+                output["loss_terms"]["key_focal"] = focal.detach()
+                loss = loss + config.key_loss_weight * focal
             output["loss"] = loss
         elif labels is not None:
             output["loss"] = self.empty_loss(pair_logits)
