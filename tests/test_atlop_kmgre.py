@@ -174,9 +174,10 @@ def test_e_step_reaches_only_the_key_instance_classifier(relations, documents) -
         gradients.append(
             (model.relation_classifier.weight.grad, embeddings.grad, model.key_classifier.weight.grad)
         )
-    assert torch.allclose(gradients[0][0], gradients[1][0]) and torch.allclose(
-        gradients[0][1], gradients[1][1]
-    )
+    for with_focal, without_focal in zip(gradients[0][:2], gradients[1][:2], strict=True):
+        # equal up to float32 summation order (MKL may reduce in a different order between two runs)
+        scale = float(without_focal.abs().max())
+        assert torch.allclose(with_focal, without_focal, rtol=1e-4, atol=1e-5 * scale)
     assert gradients[0][2].abs().sum() > 0
     assert gradients[1][2].abs().sum() == 0
 
