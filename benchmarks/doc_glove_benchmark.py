@@ -1,8 +1,9 @@
-"""BiLSTM-RE vs HIN-GloVe vs HIN-transformer (and the HIN ablations) on the Re-DocRED benchmark split.
+"""BiLSTM-RE vs HIN-GloVe vs HIN-transformer (the HIN ablations; ATLOP vs KMGRE) on the Re-DocRED benchmark split.
 
     nohup python benchmarks/doc_glove_benchmark.py --out runs/hin_bench --epochs 1 --seeds 1 2 3 \\
         --jobs 3 --set trainer.num_threads=1 --set trainer.lr=0.001 --set trainer.precision=bf16 &
     python benchmarks/doc_glove_benchmark.py --out runs/hin_ablation --settings ablations --seeds 1 ...
+    python benchmarks/doc_glove_benchmark.py --out runs/doc_transformer --settings transformer --epochs 5 --jobs 2
 
 Every run is ``python -m hiere train CONFIG -o OUT/<setting>_s<seed> --set trainer.epochs=E
 --set trainer.seed=S`` plus the ``--set`` options given here (the same for every setting), on the split
@@ -44,6 +45,13 @@ ABLATIONS = {
     "no_hierarchical": "configs/hin_no_hierarchical.yaml",
     "ablate_all": "configs/hin_ablate_all.yaml",
 }
+# setting -> config, or (config, [key=value overrides of that setting only])
+TRANSFORMER = {
+    "atlop": "configs/atlop_redocred.yaml",
+    "kmgre": "configs/kmgre_redocred.yaml",
+    "kmgre_bilinear": ("configs/kmgre_redocred.yaml", ["model.extractor=bilinear"]),
+}
+GROUPS = {"ablations": ABLATIONS, "transformer": TRANSFORMER}
 
 
 def machine() -> dict:
@@ -186,7 +194,7 @@ def main() -> None:
         "--settings",
         nargs="+",
         default=list(MAIN),
-        help=f"names among {sorted({**MAIN, **ABLATIONS})} or `ablations`",
+        help=f"names among {sorted({**MAIN, **ABLATIONS, **TRANSFORMER})} or a group: {sorted(GROUPS)}",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=3)
@@ -206,8 +214,11 @@ def main() -> None:
         predict_only(model_dir, data, int(start), int(end), args.predict_threads)
         return
 
-    names = [n for s in args.settings for n in (ABLATIONS if s == "ablations" else [s])]
-    configs = {**MAIN, **ABLATIONS}
+    names = [n for s in args.settings for n in GROUPS.get(s, [s])]
+    configs = {**MAIN, **ABLATIONS, **TRANSFORMER}
+    unknown = [n for n in names if n not in configs]
+    if unknown:
+        parser.error(f"unknown setting(s) {unknown}; choose among {sorted(configs)} or {sorted(GROUPS)}")
     out = (ROOT / args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     command_line = " ".join([sys.executable, *sys.argv])
@@ -217,12 +228,13 @@ def main() -> None:
     for seed in args.seeds:
         for name in names:
             run_dir = out / f"{name}_s{seed}"
+            config, own = (configs[name], []) if isinstance(configs[name], str) else configs[name]
             train = [
                 sys.executable,
                 "-m",
                 "hiere",
                 "train",
-                configs[name],
+                config,
                 "-o",
                 str(run_dir),
                 "--set",
@@ -231,7 +243,7 @@ def main() -> None:
                 f"trainer.seed={seed}",
                 "--set",
                 "trainer.progress=false",
-                *[x for o in args.overrides for x in ("--set", o)],
+                *[x for o in [*args.overrides, *own] for x in ("--set", o)],
             ]
             predict = [
                 sys.executable,
