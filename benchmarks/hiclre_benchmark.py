@@ -10,8 +10,10 @@ Results go to ``OUT/{dataset}_{model}_{seed}.json`` (finished runs are skipped w
     python benchmarks/hiclre_benchmark.py --out bench_out/hiclre --report
 
 ``--set key=value`` is passed to every run (e.g. ``--set model.max_length=64``). ``--models`` also accepts
-ablations ``hiclre:<switch>`` (``hiclre:recontextualization``, ``hiclre:contrastive``, ``hiclre:bag_memory``,
-...), which set that model key to false (Table 3 rows).
+ablations ``hiclre:<switch>[,<switch>...]`` (``hiclre:recontextualization``, ``hiclre:contrastive``,
+``hiclre:entity_memory,sentence_memory,bag_memory``, ...), which set those model keys to false (Table 3
+rows), and variants ``hiclre@<model key>=<value>`` (``hiclre@lambdas=[0.4,0.4,0.1,1.0]``) for one model
+only; both can be combined (``hiclre:bag_memory@epsilon=1``).
 """
 
 from __future__ import annotations
@@ -35,9 +37,18 @@ DATASETS = ("gids", "nyt10")
 
 
 def model_overrides(model_key: str) -> tuple[str, list[str]]:
-    """``hiclre:bag_memory`` -> (``hiclre``, [``model.bag_memory=false``])."""
-    name, _, switch = model_key.partition(":")
-    return name, ([f"model.{switch}=false"] if switch else [])
+    """``hiclre:bag_memory,entity_memory@lambdas=[0.4,0.4,0.1,1.0]`` -> (``hiclre``,
+    [``model.bag_memory=false``, ``model.entity_memory=false``, ``model.lambdas=[0.4,0.4,0.1,1.0]``])."""
+    head, *settings = model_key.split("@")
+    name, _, switches = head.partition(":")
+    overrides = [f"model.{switch}=false" for switch in switches.split(",") if switch]
+    return name, overrides + [f"model.{setting}" for setting in settings]
+
+
+def run_name(dataset: str, model_key: str, seed: int | str) -> str:
+    """File-system name of one run: ``gids_hiclre-bag_memory_1``, ``gids_hiclre@lambdas=0.4,0.4,0.1,1.0_1``."""
+    slug = model_key.replace(":", "-").replace("[", "").replace("]", "")
+    return f"{dataset}_{slug}_{seed}"
 
 
 def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -61,7 +72,7 @@ def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -
     if name == "bert_att":
         overrides = [o for o in overrides if not o.startswith("model.total_epochs")]
     config = load_config(ROOT / "configs" / f"{name}_{dataset}.yaml", overrides)
-    out_dir = args.out / "runs" / f"{dataset}_{model_key.replace(':', '-')}_{seed}"
+    out_dir = args.out / "runs" / run_name(dataset, model_key, seed)
     started = time.perf_counter()
     train(config, out_dir)
     wall = time.perf_counter() - started
@@ -255,7 +266,7 @@ def main() -> None:
         if args.single:
             dataset, model_key, seed = args.single
             result = run_one(dataset, model_key, int(seed), args)
-            target = args.out / f"{dataset}_{model_key.replace(':', '-')}_{seed}.json"
+            target = args.out / f"{run_name(dataset, model_key, seed)}.json"
         else:
             dataset, gradient = args.single_overhead
             result = overhead(dataset, gradient == "on", args)
@@ -286,7 +297,7 @@ def main() -> None:
     for dataset in args.datasets:
         for seed in args.seeds:
             for model_key in args.models:
-                if (args.out / f"{dataset}_{model_key.replace(':', '-')}_{seed}.json").exists():
+                if (args.out / f"{run_name(dataset, model_key, seed)}.json").exists():
                     continue
                 subprocess.run(
                     [sys.executable, __file__, "--single", dataset, model_key, str(seed), *common], check=True
