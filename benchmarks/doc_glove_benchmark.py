@@ -199,6 +199,12 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    parser.add_argument(
+        "--order",
+        choices=("seed", "setting"),
+        default="seed",
+        help="queue all settings of seed 1 first (seed) or all seeds of the first setting first (setting)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="key=value for every run")
     parser.add_argument("--predict-threads", type=int, default=1)
     parser.add_argument("--dev-bce", nargs="+", metavar="MODEL_DIR", help="diagnose saved models (see dev_bce)")
@@ -225,45 +231,48 @@ def main() -> None:
     print(f"command: {command_line}\nmachine: {machine()}", flush=True)
 
     queue = []
-    for seed in args.seeds:
-        for name in names:
-            run_dir = out / f"{name}_s{seed}"
-            config, own = (configs[name], []) if isinstance(configs[name], str) else configs[name]
-            train = [
-                sys.executable,
-                "-m",
-                "hiere",
-                "train",
-                config,
-                "-o",
-                str(run_dir),
-                "--set",
-                f"trainer.epochs={args.epochs}",
-                "--set",
-                f"trainer.seed={seed}",
-                "--set",
-                "trainer.progress=false",
-                *[x for o in [*args.overrides, *own] for x in ("--set", o)],
-            ]
-            predict = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--predict-threads",
-                str(args.predict_threads),
-                "--predict-only",
-                str(run_dir),
-                str(DATA / "dev_revised.json"),
-                "450",
-                "500",
-            ]
-            queue.append(
-                {
-                    "name": name,
-                    "seed": seed,
-                    "dir": run_dir,
-                    "steps": [("train", train), ("predict", predict)],
-                }
-            )
+    if args.order == "seed":
+        order = [(seed, name) for seed in args.seeds for name in names]
+    else:
+        order = [(seed, name) for name in names for seed in args.seeds]
+    for seed, name in order:
+        run_dir = out / f"{name}_s{seed}"
+        config, own = (configs[name], []) if isinstance(configs[name], str) else configs[name]
+        train = [
+            sys.executable,
+            "-m",
+            "hiere",
+            "train",
+            config,
+            "-o",
+            str(run_dir),
+            "--set",
+            f"trainer.epochs={args.epochs}",
+            "--set",
+            f"trainer.seed={seed}",
+            "--set",
+            "trainer.progress=false",
+            *[x for o in [*args.overrides, *own] for x in ("--set", o)],
+        ]
+        predict = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--predict-threads",
+            str(args.predict_threads),
+            "--predict-only",
+            str(run_dir),
+            str(DATA / "dev_revised.json"),
+            "450",
+            "500",
+        ]
+        queue.append(
+            {
+                "name": name,
+                "seed": seed,
+                "dir": run_dir,
+                "steps": [("train", train), ("predict", predict)],
+            }
+        )
 
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
