@@ -19,6 +19,7 @@ from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError
 from hiere.models import get_model_class
 from hiere.models.bag.bert_att import crop_words, entity_mean
+from hiere.models.bag.hiclre import bag_key
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
@@ -214,6 +215,33 @@ def test_dev_bags_have_no_memory_slot(train_bags, relations):
     dev = read_bags(GIDS / "gids_dev.txt", relations, require_labels=True, offset=866, limit=2)
     batch = batch_of(model, dev)
     assert (batch["bag_slot"] == -1).all() and (batch["sentence_slot"] == -1).all()
+
+
+def test_large_training_bags_are_sampled_with_their_memory_slots(relations):
+    """max_bag_sentences: a training bag above the cap is read through a seeded random subset whose
+    sentences keep their own memory slots; evaluation reads every sentence."""
+    bags = read_bags(GIDS / "gids_dev.txt", relations, mode="pair_relation", require_labels=True, limit=40)
+    big = max(bags, key=lambda bag: bag.size)
+    assert big.size >= 3
+    model = build("hiclre", bags, relations, max_bag_sentences=2)
+    first_slot = model.resources.extra["memory_slots"][bag_key(big)][1]
+    feature = model.featurize(big)
+    model.train()
+    torch.manual_seed(3)
+    batch = model.collate([feature])
+    slots = batch["sentence_slot"].tolist()
+    assert batch["input_ids"].shape[0] == 2 and len(slots) == 2 and slots == sorted(set(slots))
+    assert all(first_slot <= slot < first_slot + big.size for slot in slots)
+    kept = [slot - first_slot for slot in slots]
+    expected = [model.relations[big.sentences[i].relation] for i in kept]
+    assert batch["sentence_labels"].tolist() == expected
+    torch.manual_seed(3)
+    assert model.collate([feature])["sentence_slot"].tolist() == slots  # seeded
+    model.eval()
+    assert model.collate([feature])["input_ids"].shape[0] == big.size  # inference: all sentences
+    assert len(feature["sentences"]) == big.size  # the stored feature is not changed
+    with pytest.raises(HiereConfigError, match="max_bag_sentences"):
+        build("bert_att", bags, relations, max_bag_sentences=-1)
 
 
 def test_perturbation_follows_the_task_gradient(train_bags, relations):

@@ -47,12 +47,18 @@ class BertAttConfig(ModelConfig):
     entity_markers: bool = False  # the paper encodes plain text; True adds "*" around both entities
     dropout: float = 0.5  # on the bag representation (OpenNRE / HiCLRE code)
     training_bags: str = "relation"  # relation (OpenNRE (pair, relation) bags) | pair (pair multi-label)
+    # Training bags with more sentences are read through a fresh random sample of this many sentences
+    # each time they are batched (OpenNRE's bag_size); 0 keeps every sentence. Bounds the memory of a
+    # training step: one NYT10 bag has 1,010 sentences. Inference always reads every sentence.
+    max_bag_sentences: int = 16
 
     def __post_init__(self) -> None:
-        if self.training_bags not in TRAINING_BAGS:
+        if self.max_bag_sentences < 0:
             raise HiereConfigError(
-                f"model.training_bags must be one of {TRAINING_BAGS}, got {self.training_bags!r}"
+                f"model.max_bag_sentences must be 0 (no limit) or positive, got {self.max_bag_sentences}"
             )
+        if self.training_bags not in TRAINING_BAGS:
+            raise HiereConfigError(f"model.training_bags must be one of {TRAINING_BAGS}, got {self.training_bags!r}")
         if self.max_length < 16:
             raise HiereConfigError(f"model.max_length must be at least 16, got {self.max_length}")
 
@@ -124,9 +130,7 @@ class BertAtt(HiereModel):
 
     def __init__(self, config: BertAttConfig, resources: Resources):
         super().__init__(config, resources)
-        self.encoder = TransformerEncoder(
-            config.encoder, resources.model_dir, config.max_length, pretrained=False
-        )
+        self.encoder = TransformerEncoder(config.encoder, resources.model_dir, config.max_length, pretrained=False)
         d = self.encoder.hidden_size
         n_relations = len(resources.relations)
         self.W_S = nn.Linear(3 * d, d, bias=False)  # eq. 2
@@ -188,7 +192,30 @@ class BertAtt(HiereModel):
             "bag_labels": example.relation_indices(self.relations),
         }
 
+    def sample_sentences(self, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """In training, bags above ``max_bag_sentences`` -> a random subset of their sentences (torch's
+        generator, so seeded and restored by ``--resume``); ``sentence_index`` keeps the original positions."""
+        cap = self.config.max_bag_sentences
+        if not self.training or cap == 0:
+            return features
+        sampled = []
+        for feature in features:
+            if len(feature["sentences"]) <= cap:
+                sampled.append(feature)
+                continue
+            keep = torch.randperm(len(feature["sentences"]))[:cap].sort().values.tolist()
+            sampled.append(
+                {
+                    **feature,
+                    "sentences": [feature["sentences"][i] for i in keep],
+                    "sentence_labels": [feature["sentence_labels"][i] for i in keep],
+                    "sentence_index": keep,
+                }
+            )
+        return sampled
+
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        features = self.sample_sentences(features)
         flat = [sentence for f in features for sentence in f["sentences"]]
         input_ids, attention_mask = self.encoder.collate([s["input_ids"] for s in flat])
         sizes = [len(f["sentences"]) for f in features]
@@ -201,9 +228,7 @@ class BertAtt(HiereModel):
             "attention_mask": attention_mask,  # (n_sent, seq)
             "head_span": torch.tensor([s["head"] for s in flat], dtype=torch.long),  # (n_sent, 2)
             "tail_span": torch.tensor([s["tail"] for s in flat], dtype=torch.long),  # (n_sent, 2)
-            "sentence_bag": torch.repeat_interleave(
-                torch.arange(len(features)), torch.tensor(sizes)
-            ),  # (n_sent,)
+            "sentence_bag": torch.repeat_interleave(torch.arange(len(features)), torch.tensor(sizes)),  # (n_sent,)
             "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
             "scope": [(int(starts[i]), int(starts[i + 1])) for i in range(len(features))],
             "bag_labels": bag_labels,  # (n_bags, n_relations) multi-hot, NA column set for NA bags
@@ -217,9 +242,7 @@ class BertAtt(HiereModel):
         hidden = hidden.float()
         return entity_mean(hidden, batch["head_span"]), entity_mean(hidden, batch["tail_span"]), hidden[:, 0]
 
-    def sentence_representation(
-        self, h_e1: torch.Tensor, h_e2: torch.Tensor, h_cls: torch.Tensor
-    ) -> torch.Tensor:
+    def sentence_representation(self, h_e1: torch.Tensor, h_e2: torch.Tensor, h_cls: torch.Tensor) -> torch.Tensor:
         """Eq. 2: ``h_S = tanh([h_e1 ‖ h_e2 ‖ h_[CLS]] W_S) + b_S`` -> (n_sent, d)."""
         return torch.tanh(self.W_S(torch.cat([h_e1, h_e2, h_cls], dim=-1))) + self.b_S
 
@@ -229,9 +252,7 @@ class BertAtt(HiereModel):
         n_bags = batch["bag_labels"].shape[0]
         if self.training:
             membership, labels, bag_rows = training_groups(batch, self.config.training_bags)
-            h_B, _ = selective_attention(
-                self.relation_queries[labels], h_S, membership
-            )  # (n_groups, d), eqs. 3-5
+            h_B, _ = selective_attention(self.relation_queries[labels], h_S, membership)  # (n_groups, d), eqs. 3-5
             logits = self.classifier(self.dropout(h_B))  # (n_groups, R), eq. 7
             loss = nn.functional.cross_entropy(logits, labels)  # eq. 8
             return {"scores": group_scores(logits, bag_rows, n_bags), "loss": loss}
@@ -240,9 +261,7 @@ class BertAtt(HiereModel):
         probabilities = torch.softmax(self.classifier(bags), dim=-1)  # (n_bags, R, R)
         scores = probabilities.diagonal(dim1=1, dim2=2)  # (n_bags, R): p(r | S, q_r)
         names = [["sentence_attention"] for _ in self.relations.relations]
-        explanations = attention_explanations(
-            self.relations.relations, names, weights.unsqueeze(2), membership
-        )
+        explanations = attention_explanations(self.relations.relations, names, weights.unsqueeze(2), membership)
         return {"scores": scores, "explanations": explanations}
 
 

@@ -88,9 +88,7 @@ class HiCLREConfig(BertAttConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.lambdas) != 4 or any(value < 0 for value in self.lambdas):
-            raise HiereConfigError(
-                f"model.lambdas must be 4 non-negative weights (eq. 17), got {self.lambdas!r}"
-            )
+            raise HiereConfigError(f"model.lambdas must be 4 non-negative weights (eq. 17), got {self.lambdas!r}")
         if self.temperature <= 0:
             raise HiereConfigError(f"model.temperature must be positive, got {self.temperature}")
         if self.total_epochs < 1:
@@ -107,9 +105,7 @@ class LevelRecontextualization(nn.Module):
     def __init__(self, d: int, heads: int, mlp_ratio: int):
         super().__init__()
         self.attention = nn.MultiheadAttention(d, heads, batch_first=True)  # eq. 9
-        self.mlp = nn.Sequential(
-            nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d)
-        )  # eq. 10
+        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(), nn.Linear(mlp_ratio * d, d))  # eq. 10
         self.W_att = nn.Linear(2 * d, d, bias=False)  # eq. 11
         self.b_att = nn.Parameter(torch.zeros(d))
 
@@ -156,9 +152,7 @@ class HiCLRE(BertAtt):
         self.perturbation_seconds = 0.0  # time spent in the eq. 12 gradient pass (benchmarks read it)
 
     @classmethod
-    def build_resources(
-        cls, config: HiCLREConfig, train_examples: list[Bag], relations: RelationMap
-    ) -> Resources:
+    def build_resources(cls, config: HiCLREConfig, train_examples: list[Bag], relations: RelationMap) -> Resources:
         """Memory slots of the training bags: ``bag key -> [bag slot, first sentence slot, n sentences]``."""
         slots, offset = {}, 0
         for index, bag in enumerate(train_examples):
@@ -180,14 +174,14 @@ class HiCLRE(BertAtt):
         return features
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        features = self.sample_sentences(features)  # before the slots: a sampled bag keeps its sentences' slots
         batch = super().collate(features)
-        batch["bag_slot"] = torch.tensor(
-            [f.get("bag_slot", -1) for f in features], dtype=torch.long
-        )  # (n_bags,)
+        batch["bag_slot"] = torch.tensor([f.get("bag_slot", -1) for f in features], dtype=torch.long)  # (n_bags,)
         sentence_slot = []
         for feature in features:
-            first, size = feature.get("sentence_slot", -1), len(feature["sentences"])
-            sentence_slot.extend(range(first, first + size) if first >= 0 else [-1] * size)
+            first = feature.get("sentence_slot", -1)
+            positions = feature.get("sentence_index", range(len(feature["sentences"])))
+            sentence_slot.extend([first + i for i in positions] if first >= 0 else [-1] * len(positions))
         batch["sentence_slot"] = torch.tensor(sentence_slot, dtype=torch.long)  # (n_sent,)
         return batch
 
@@ -215,9 +209,7 @@ class HiCLRE(BertAtt):
         b = alpha.unsqueeze(-1) * S  # (views, n_sent, d): each sentence's share of h_B (eq. 3)
         h_E_att = self.entity_level(S, b, E, blocked)  # V = entity level
         h_S_att = self.sentence_level(E, b, S, blocked)  # V = sentence level
-        attended, weights = self.bag_level.attend(
-            h_E_att, h_S_att, b, blocked
-        )  # eq. 10 inner Att(h_e, h_S, h_B)
+        attended, weights = self.bag_level.attend(h_E_att, h_S_att, b, blocked)  # eq. 10 inner Att(h_e, h_S, h_B)
         h_B_prime = self.bag_level.mlp(torch.einsum("vpn,vnd->vpd", pool, attended))  # (views, n_bags, d)
         h_B_att = self.bag_level.fuse(h_B, h_B_prime)  # eq. 11
         return h_E_att, h_S_att, h_B_att, weights
@@ -245,9 +237,7 @@ class HiCLRE(BertAtt):
                 h_E, h_S, h_B.unsqueeze(1), alpha, blocked, membership.unsqueeze(1).to(h_S.dtype)
             )
             level_B = h_B_att.squeeze(1)  # (G, d)
-            group_index, sentence_index = membership.nonzero(
-                as_tuple=True
-            )  # rows of the entity/sentence levels
+            group_index, sentence_index = membership.nonzero(as_tuple=True)  # rows of the entity/sentence levels
         else:
             level_E, level_S, level_B = h_E, h_S, h_B
             group_index, sentence_index = None, torch.arange(h_S.shape[0], device=h_S.device)
@@ -310,13 +300,9 @@ class HiCLRE(BertAtt):
             perturbation = torch.zeros_like(anchor)
             if level in gradients:
                 g = rows(level, gradients[level]).float()
-                perturbation = perturbation + self.config.epsilon * g / g.norm(
-                    dim=-1, keepdim=True
-                ).clamp_min(1e-12)
+                perturbation = perturbation + self.config.epsilon * g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             if self.config.uses(level, "memory"):
-                perturbation = perturbation + self.inertia_weight(
-                    level, anchor.detach(), slots[level]
-                )  # eq. 15
+                perturbation = perturbation + self.inertia_weight(level, anchor.detach(), slots[level])  # eq. 15
             positive = anchor + perturbation.detach()  # pseudo-positive h' = h + pt_adv
             losses[level] = info_nce(anchor, positive, self.config.temperature)  # eq. 16
         return losses
@@ -332,9 +318,7 @@ class HiCLRE(BertAtt):
         safe = slots.clamp_min(0)
         previous = memory[safe]  # (n_rows, d)
         valid = known & (written[safe] == u - 1) & (u > 1)
-        similarity = nn.functional.cosine_similarity(
-            representation, previous.to(representation.dtype), dim=-1
-        )
+        similarity = nn.functional.cosine_similarity(representation, previous.to(representation.dtype), dim=-1)
         weight = (max(T - u, 0) / T) * similarity * valid.to(similarity.dtype)
         with torch.no_grad():
             memory[slots[known]] = representation[known].to(memory.dtype)
@@ -348,9 +332,7 @@ class HiCLRE(BertAtt):
         h_E, _, h_S = self.levels(batch)
         n_bags = batch["bag_labels"].shape[0]
         membership = bag_membership(batch["sentence_bag"], n_bags)  # (n_bags, n_sent)
-        bags, weights = all_query_attention(
-            self.relation_queries, h_S, membership
-        )  # (n_bags, R, d), (n_bags, R, n)
+        bags, weights = all_query_attention(self.relation_queries, h_S, membership)  # (n_bags, R, d), (n_bags, R, n)
         relations = self.relations.relations
         if not self.config.recontextualization:
             scores = torch.softmax(self.classifier(bags), dim=-1).diagonal(dim1=1, dim2=2)  # (n_bags, R)
