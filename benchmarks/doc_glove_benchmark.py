@@ -114,7 +114,8 @@ def predict_only(model_dir: str, data: str, start: int, end: int, threads: int) 
     started = time.perf_counter()
     records = predictor.predict(documents)
     seconds = time.perf_counter() - started
-    explained = sum(1 for r in records if "evidence" in r)
+    base = {"title", "h_idx", "t_idx", "r", "score"}
+    explained = sum(1 for r in records if set(r) - base)  # evidence (HIN) or key_mention_pairs (KMGRE)
     print(json.dumps({"docs": len(documents), "seconds": seconds, "records": len(records), "explained": explained}))
 
 
