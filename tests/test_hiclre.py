@@ -244,6 +244,36 @@ def test_large_training_bags_are_sampled_with_their_memory_slots(relations):
         build("bert_att", bags, relations, max_bag_sentences=-1)
 
 
+def test_inference_in_relation_chunks_matches_one_pass(train_bags, relations, monkeypatch):
+    """Inference recontextualizes the relations' readings in chunks (bounded memory): same scores and
+    explanations as one pass over all relations."""
+    import hiere.models.bag.hiclre as hiclre_module
+
+    model = build("hiclre", train_bags, relations).eval()
+    batch = batch_of(model, train_bags)
+    with torch.no_grad():
+        monkeypatch.setattr(hiclre_module, "RELATION_CHUNK", 2)
+        chunked = model(batch)
+        monkeypatch.setattr(hiclre_module, "RELATION_CHUNK", len(relations))
+        whole = model(batch)
+    assert len(relations) > 2
+    assert torch.allclose(chunked["scores"], whole["scores"], atol=1e-6)
+
+    def weights(explanations):
+        return torch.tensor(
+            [
+                w
+                for bag in explanations
+                for relation in bag["by_relation"].values()
+                for level in relation["attention"]["weights"]
+                for w in level
+            ]
+        )
+
+    assert len(weights(chunked["explanations"])) == len(weights(whole["explanations"])) > 0
+    assert torch.allclose(weights(chunked["explanations"]), weights(whole["explanations"]), atol=2e-6)
+
+
 def test_perturbation_follows_the_task_gradient(train_bags, relations):
     """Eq. 13 alone (no memory): the bag pseudo-positive is h_B_att + ε g/‖g‖, g = ∂L_task/∂h_B_att."""
     model = build(

@@ -66,6 +66,7 @@ from hiere.models.bag.common import (
 from hiere.models.base import Resources
 
 LEVELS = ("entity", "sentence", "bag")
+RELATION_CHUNK = 8  # relations recontextualized at once at inference (bounds the (n_sent, n_sent) maps)
 
 
 @dataclass
@@ -344,10 +345,18 @@ class HiCLRE(BertAtt):
         alpha = weights.sum(0)  # (R, n_sent): each sentence's weight in its own bag
         same_bag = (membership.T.float() @ membership.float()) > 0  # (n_sent, n_sent)
         pool = membership.to(h_S.dtype).expand(len(relations), -1, -1)  # (R, n_bags, n_sent)
-        _, _, h_B_att, cross = self.recontextualize(h_E, h_S, bags.transpose(0, 1), alpha, ~same_bag, pool)
+        per_relation = bags.transpose(0, 1)  # (R, n_bags, d)
+        h_B_att, reach = [], []  # the relations' readings in chunks: attention is (views*heads, n_sent, n_sent)
+        for start in range(0, len(relations), RELATION_CHUNK):
+            part = slice(start, start + RELATION_CHUNK)
+            _, _, h_B_part, cross = self.recontextualize(
+                h_E, h_S, per_relation[part], alpha[part], ~same_bag, pool[part]
+            )
+            h_B_att.append(h_B_part)
+            reach.append(cross.float().sum(1) * alpha[part].float())  # share of each sentence reaching h'_B
+        h_B_att, reach = torch.cat(h_B_att), torch.cat(reach)  # (R, n_bags, d), (R, n_sent)
         probabilities = torch.softmax(self.classifier(h_B_att.transpose(0, 1)), dim=-1)  # (n_bags, R, R)
         scores = probabilities.diagonal(dim1=1, dim2=2)  # (n_bags, R)
-        reach = cross.float().sum(1) * alpha.float()  # (R, n_sent): share of each sentence that reaches h'_B
         totals = reach @ membership.T.float()  # (R, n_bags)
         reach = reach / totals[:, batch["sentence_bag"]].clamp_min(1e-12)
         folded = reach.unsqueeze(0) * membership.unsqueeze(1)  # (n_bags, R, n_sent)
