@@ -215,7 +215,10 @@ class BertAtt(HiereModel):
         return sampled
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        features = self.sample_sentences(features)
+        return self.collate_sampled(self.sample_sentences(features))
+
+    def collate_sampled(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        """Tensors of bags whose sentences are already sampled (:meth:`sample_sentences`)."""
         flat = [sentence for f in features for sentence in f["sentences"]]
         input_ids, attention_mask = self.encoder.collate([s["input_ids"] for s in flat])
         sizes = [len(f["sentences"]) for f in features]

@@ -176,7 +176,7 @@ class HiCLRE(BertAtt):
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         features = self.sample_sentences(features)  # before the slots: a sampled bag keeps its sentences' slots
-        batch = super().collate(features)
+        batch = self.collate_sampled(features)
         batch["bag_slot"] = torch.tensor([f.get("bag_slot", -1) for f in features], dtype=torch.long)  # (n_bags,)
         sentence_slot = []
         for feature in features:
