@@ -18,7 +18,7 @@ from hiere.models.base import Resources
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NYT10 = DATA / "nyt10"
-SMALL = {"glove_vocab": 0, "hidden": 8}  # tiny layers and vocabulary: fast tests
+SMALL = {"glove_vocab": 0, "train_words": True, "hidden": 8}  # tiny layers, training words only: fast tests
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_shapes_and_gradients(train_bags, relations, name, aggregation):
     assert model.encoder.word_embedding.embedding.weight.grad.abs().sum() > 0
     assert model.classifier.weight.grad.abs().sum() > 0
     if aggregation == "att":
-        assert model.relation_queries.grad.abs().sum() > 0
+        assert model.query_diagonal.grad.abs().sum() > 0
     else:
         assert model.relation_queries is None  # AVE / ONE have no queries
     model.eval()
@@ -344,6 +344,80 @@ def test_bad_config_values(train_bags, relations):
         get_model_class("cnn_att").Config.from_dict({"training_bags": "sentence"})
     with pytest.raises(HiereConfigError, match="unknown model keys"):
         get_model_class("hnre").Config.from_dict({"hidden_size": 10})
+    with pytest.raises(HiereConfigError, match="attention_query"):
+        get_model_class("pcnn_att").Config.from_dict({"attention_query": "bag"})
+    with pytest.raises(HiereConfigError, match="initialization"):
+        get_model_class("pcnn_att").Config.from_dict({"initialization": "normal"})
+    with pytest.raises(HiereConfigError, match="train_words=true"):
+        get_model_class("pcnn_att").Config.from_dict({"glove_vocab": 0})
+    with pytest.raises(HiereConfigError, match="sentence_dropout"):
+        get_model_class("pcnn_att").Config.from_dict({"sentence_dropout": 1.0})
+
+
+# ---------------------------------------------------------------- OpenNRE reading vs the HNRE code's
+
+
+def test_classifier_query_is_the_classifier_row_times_a_learned_diagonal(train_bags, relations):
+    model = build("pcnn_att", train_bags, relations)  # attention_query: classifier (OpenNRE)
+    names = {name for name, _ in model.named_parameters()}
+    assert "query_diagonal" in names and "free_queries" not in names
+    torch.testing.assert_close(model.query_diagonal.detach(), torch.ones(model.encoder.output_size))
+    with torch.no_grad():
+        model.query_diagonal.uniform_(0.5, 2.0)
+    torch.testing.assert_close(model.relation_queries, model.classifier.weight * model.query_diagonal)
+    model.train()
+    model(batch_of(model, multi_sentence(train_bags)))["loss"].backward()
+    assert model.query_diagonal.grad.abs().sum() > 0
+
+    free = build("pcnn_att", train_bags, relations, attention_query="free")
+    free_names = {name for name, _ in free.named_parameters()}
+    assert "free_queries" in free_names and "query_diagonal" not in free_names
+    assert free.relation_queries is free.free_queries
+    assert free.free_queries.abs().sum() > 0  # initialised, not left empty
+    ave = build("pcnn_att", train_bags, relations, aggregation="ave")
+    assert not {"free_queries", "query_diagonal"} & {name for name, _ in ave.named_parameters()}
+
+
+def test_initialization_pytorch_vs_xavier(train_bags, relations):
+    opennre = build("pcnn_att", train_bags, relations, hidden=230)  # pytorch defaults, positions N(0, 1)
+    hnre = build("pcnn_att", train_bags, relations, hidden=230, initialization="xavier")
+    for model in (opennre, hnre):
+        assert model.encoder.pos_head_embedding.weight[0].abs().sum() == 0  # padding position
+    assert 0.8 < float(opennre.encoder.pos_head_embedding.weight[1:].detach().std()) < 1.2
+    assert float(hnre.encoder.pos_head_embedding.weight[1:].detach().std()) < 0.2
+    assert float(opennre.classifier.bias.abs().sum()) > 0  # torch's default bias init
+    assert float(hnre.classifier.bias.abs().sum()) == 0
+
+
+def test_vocabulary_glove_only_or_with_training_words(train_bags, relations):
+    words_in_train = {token.lower() for bag in train_bags for sentence in bag.sentences for token in sentence.tokens}
+    joined = sorted(word for word in words_in_train if "_" in word)  # NYT10's joined names: not in GloVe
+    assert joined
+    glove_only = build("pcnn_att", train_bags, relations, glove_vocab=1000, train_words=False)
+    words = glove_only.resources.vocabs["words"]
+    assert len(words) == 1002  # <pad>, <unk> and the 1,000 most frequent GloVe words
+    assert words[joined[0]] == 1  # shares the trained <unk> vector (OpenNRE)
+    with_train = build("pcnn_att", train_bags, relations, glove_vocab=1000, train_words=True)
+    assert with_train.resources.vocabs["words"][joined[0]] > 1
+
+
+def test_sentence_dropout_applies_to_sentence_vectors_in_training_only(train_bags, pair_bags, relations):
+    bags = multi_sentence(train_bags)
+    losses = {}
+    for rate in (0.0, 0.5):
+        model = build("pcnn_att", train_bags, relations, dropout=0.0, sentence_dropout=rate)
+        model.train()
+        batch = batch_of(model, bags)
+        torch.manual_seed(1)
+        first = model(batch)["loss"]
+        torch.manual_seed(2)
+        losses[rate] = (float(first), float(model(batch)["loss"]))
+        model.eval()
+        with torch.no_grad():
+            scores = [model(batch_of(model, pair_bags[:4]))["scores"] for _ in range(2)]
+        torch.testing.assert_close(scores[0], scores[1])  # inference is deterministic
+    assert losses[0.0][0] == losses[0.0][1]
+    assert losses[0.5][0] != losses[0.5][1]
 
 
 # ---------------------------------------------------------------- trainer and API

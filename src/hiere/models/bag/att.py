@@ -28,11 +28,16 @@ from hiere.models.bag.common import (
 from hiere.models.base import Resources
 
 AGGREGATIONS = ("att", "ave", "one")
+QUERIES = ("classifier", "free")
 
 
 @dataclass
 class AttConfig(BagModelConfig):
     aggregation: str = "att"  # att | ave | one
+    attention_query: str = "classifier"  # classifier (OpenNRE: q_r = M_r * diag(a)) | free (a learned q_r)
+    initialization: str = "pytorch"  # OpenNRE's initialisation (xavier: the HNRE code's)
+    sentence_dropout: float = 0.5  # OpenNRE's encoder dropout (Lin et al.'s text: output layer only, 0)
+    max_length: int = 128  # OpenNRE
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -40,6 +45,8 @@ class AttConfig(BagModelConfig):
             raise HiereConfigError(
                 f"model.aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}"
             )
+        if self.attention_query not in QUERIES:
+            raise HiereConfigError(f"model.attention_query must be one of {QUERIES}, got {self.attention_query!r}")
 
 
 @dataclass
@@ -57,11 +64,29 @@ class PCNNAtt(BagModel):
         super().__init__(config, resources)
         n_relations = len(resources.relations)
         hidden = self.encoder.output_size
-        self.relation_queries = (
-            nn.Parameter(torch.empty(n_relations, hidden)) if config.aggregation == "att" else None
-        )
+        attention = config.aggregation == "att"
+        free_query = attention and config.attention_query == "free"
+        self.free_queries = nn.Parameter(torch.empty(n_relations, hidden)) if free_query else None
+        # eq. 5's diagonal A when the query is the classifier row (OpenNRE's `diag`, initialised to ones)
+        self.query_diagonal = nn.Parameter(torch.ones(hidden)) if attention and not free_query else None
         self.classifier = nn.Linear(hidden, n_relations)  # M, d of eq. 8
+        if free_query and config.initialization == "pytorch":
+            nn.init.xavier_uniform_(self.free_queries)
         self.reset_parameters()
+        if self.query_diagonal is not None:
+            nn.init.ones_(self.query_diagonal)
+
+    @property
+    def relation_queries(self) -> torch.Tensor | None:
+        """One attention query per relation (n_relations, hidden): e_j = s_j A r (Lin et al. eq. 5).
+
+        ``attention_query: free`` learns r with A folded in; ``classifier`` (OpenNRE) uses the classifier's
+        row M_r for r and learns the diagonal A. None for ``ave`` / ``one``."""
+        if self.free_queries is not None:
+            return self.free_queries
+        if self.query_diagonal is None:
+            return None
+        return self.classifier.weight * self.query_diagonal
 
     def aggregate(
         self, sentences: torch.Tensor, membership: torch.Tensor, labels: torch.Tensor

@@ -32,6 +32,7 @@ from hiere.errors import HiereConfigError
 from hiere.models.base import HiereModel, ModelConfig, Resources
 
 TRAINING_BAGS = ("relation", "pair")
+INITIALIZATIONS = ("xavier", "pytorch")
 
 
 @dataclass
@@ -40,22 +41,32 @@ class BagModelConfig(ModelConfig):
 
     encoder: str = "pcnn"  # cnn | pcnn
     glove: str = DEFAULT  # "default" (GloVe 6B 50d package) or a GloVe text file
-    glove_vocab: int = (
-        100_000  # most frequent GloVe words added to the training words (0: training words only)
-    )
+    glove_vocab: int = 400_000  # most frequent GloVe words in the vocabulary (GloVe 6B has 400k; 0: none)
+    train_words: bool = False  # also give training words missing from GloVe their own vector (see below)
     freeze_embeddings: bool = False  # HNRE / OpenNRE fine-tune the word vectors
     lowercase: bool = True  # GloVe 6B is uncased
-    min_count: int = 1
+    min_count: int = 1  # occurrences a training word needs (train_words: true)
     position_dim: int = 5
     hidden: int = 230  # convolution filters
     window: int = 3
     max_length: int = 120  # tokens kept per sentence
     dropout: float = 0.5  # on the bag representation (keep_prob 0.5)
+    sentence_dropout: float = 0.0  # on each sentence vector before aggregation (OpenNRE's encoder: 0.5)
+    initialization: str = "xavier"  # xavier (HNRE code) | pytorch (OpenNRE: torch defaults, positions N(0, 1))
     training_bags: str = "relation"  # relation (OpenNRE (pair, relation) bags) | pair (pair multi-label)
 
     def __post_init__(self) -> None:
         if self.encoder not in ("cnn", "pcnn"):
             raise HiereConfigError(f"model.encoder must be cnn or pcnn, got {self.encoder!r}")
+        if self.initialization not in INITIALIZATIONS:
+            raise HiereConfigError(
+                f"model.initialization must be one of {INITIALIZATIONS}, got {self.initialization!r}"
+            )
+        if self.glove_vocab <= 0 and not self.train_words:
+            raise HiereConfigError("model.glove_vocab=0 needs model.train_words=true (the vocabulary would be empty)")
+        for key in ("dropout", "sentence_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise HiereConfigError(f"model.{key} must be in [0, 1), got {getattr(self, key)!r}")
         if self.training_bags not in TRAINING_BAGS:
             raise HiereConfigError(
                 f"model.training_bags must be one of {TRAINING_BAGS}, got {self.training_bags!r}"
@@ -158,19 +169,28 @@ class BagModel(HiereModel):
             freeze_words=config.freeze_embeddings,
         )
         self.dropout = nn.Dropout(config.dropout)
+        self.sentence_dropout = nn.Dropout(config.sentence_dropout)
 
     @classmethod
     def build_resources(
         cls, config: BagModelConfig, train_examples: list[Bag], relations: RelationMap
     ) -> Resources:
         token_lists = (sentence.tokens for bag in train_examples for sentence in bag.sentences)
+        if not config.train_words:  # OpenNRE: GloVe words only, so the shared <unk> vector is trained
+            token_lists = ()
         words = Vocab.build(
             token_lists, config.lowercase, config.min_count, glove_words(config.glove, config.glove_vocab)
         )
         return Resources(relations, {"words": words}, {"word_dim": glove_dim(config.glove)})
 
     def reset_parameters(self) -> None:
-        """Xavier initialisation of every matrix but the word vectors (as the HNRE code)."""
+        """``initialization: xavier``: Xavier for every matrix but the word vectors, zero biases (the HNRE
+        code). ``pytorch``: PyTorch's defaults as built, position embeddings N(0, 1) (OpenNRE)."""
+        if self.config.initialization == "pytorch":
+            for embedding in (self.encoder.pos_head_embedding, self.encoder.pos_tail_embedding):
+                with torch.no_grad():
+                    embedding.weight[0].zero_()
+            return
         for name, parameter in self.named_parameters():
             if parameter.dim() > 1 and "word_embedding" not in name:
                 nn.init.xavier_uniform_(parameter)
@@ -227,7 +247,7 @@ class BagModel(HiereModel):
         raise NotImplementedError
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        sentences = self.encoder(batch)  # (n_sent, hidden)
+        sentences = self.sentence_dropout(self.encoder(batch))  # (n_sent, hidden)
         n_bags = batch["bag_labels"].shape[0]
         if self.training:
             membership, labels, bag_rows = training_groups(batch, self.config.training_bags)
