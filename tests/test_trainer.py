@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import hiere
 from conftest import REDOCRED, REL_INFO
-from hiere.config import apply_overrides, resolve
+from hiere.config import TrainerConfig, apply_overrides, resolve
 from hiere.errors import HiereConfigError
 
 
@@ -175,8 +175,8 @@ def test_fused_optimizer_where_supported():
     model.parameter_groups = lambda lr, encoder_lr, weight_decay: [{"params": list(model.parameters()), "lr": lr}]
     trainer = resolve({"model": {"name": "bilstm"}})["trainer"]
     assert trainer["fused"] is None and trainer["length_buckets"] == 0
-    assert make_optimizer(model, {**trainer, "optimizer": "adamw"}).defaults["fused"] is True
-    assert not make_optimizer(model, {**trainer, "optimizer": "adam", "fused": False}).defaults["fused"]
-    assert isinstance(make_optimizer(model, {**trainer, "optimizer": "sgd"}), torch.optim.SGD)
+    assert make_optimizer(model, TrainerConfig(optimizer="adamw")).defaults["fused"] is True
+    assert not make_optimizer(model, TrainerConfig(optimizer="adam", fused=False)).defaults["fused"]
+    assert isinstance(make_optimizer(model, TrainerConfig(optimizer="sgd")), torch.optim.SGD)
     with pytest.raises(HiereConfigError, match="fused=true needs optimizer adam or adamw"):
-        make_optimizer(model, {**trainer, "optimizer": "sgd", "fused": True})
+        make_optimizer(model, TrainerConfig(optimizer="sgd", fused=True))

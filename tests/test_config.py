@@ -1,0 +1,111 @@
+"""Config loading: typed and checked trainer settings, unknown sections and keys."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import REDOCRED, REL_INFO
+from hiere.config import TrainerConfig, apply_overrides, load_config, resolve
+from hiere.errors import HiereConfigError
+
+
+def with_overrides(*overrides: str) -> dict:
+    return resolve(apply_overrides({"model": {"name": "bilstm"}}, list(overrides)))
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "bilstm.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"name": "bilstm"},
+        "data": {"train": str(REDOCRED), "train_slice": [0, 4], "relations": str(REL_INFO)},
+        "trainer": {"epochs": 2, "lr": 1},
+    }))
+    return path
+
+
+def test_set_weight_decay_1e_5_is_a_float(config_file):
+    assert yaml.safe_load("1e-5") == "1e-5"  # YAML 1.1: no dot, so a string
+    trainer = load_config(config_file, ["trainer.weight_decay=1e-5"])["trainer"]
+    assert trainer["weight_decay"] == 1e-5 and isinstance(trainer["weight_decay"], float)
+    assert trainer["lr"] == 1.0 and isinstance(trainer["lr"], float)  # an int is fine for a float
+    assert trainer["epochs"] == 2 and trainer["precision"] == "fp32" and trainer["encoder_lr"] is None
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("trainer.lr=fast", "trainer.lr='fast': expected a float, got str"),
+    ("trainer.epochs=ten", "trainer.epochs='ten': expected an int, got str"),
+    ("trainer.epochs=2.5", "trainer.epochs=2.5: expected an int, got float"),
+    ("trainer.progress=maybe", "trainer.progress='maybe': expected a bool, got str"),
+    ("trainer.lr=.inf", "trainer.lr=inf: expected a float, got a float that is not finite"),
+    ("trainer.encoder_lr=fast", "trainer.encoder_lr='fast': expected a float or null, got str"),
+])
+def test_a_value_of_the_wrong_type_is_one_error_naming_key_value_and_type(config_file, override, message):
+    with pytest.raises(HiereConfigError) as error:
+        load_config(config_file, [override])
+    assert str(error.value) == message
+
+
+def test_every_bad_key_is_named_in_the_one_error():
+    with pytest.raises(HiereConfigError, match=r"^trainer\.epochs='ten'.*; trainer\.lr='fast'"):
+        with_overrides("trainer.lr=fast", "trainer.epochs=ten")
+
+
+@pytest.mark.parametrize(("override", "rule"), [
+    ("trainer.epochs=0", "must be >= 1"),
+    ("trainer.lr=-0.001", "must be > 0"),
+    ("trainer.encoder_lr=0", "must be null or > 0"),
+    ("trainer.schedule=cosine", "must be one of linear, constant"),
+    ("trainer.precision=fp8", "must be one of fp32, bf16, fp16"),
+    ("trainer.optimizer=rmsprop", "must be one of adamw, adam, sgd"),
+    ("trainer.device=gpu", "must be auto, cpu, cuda or cuda:N"),
+    ("trainer.grad_accumulation=0", "must be >= 1"),
+    ("trainer.batch_size=0", "must be >= 1"),
+    ("trainer.warmup_ratio=1", "must be in [0, 1)"),
+    ("trainer.weight_decay=-1e-5", "must be >= 0"),
+    ("trainer.patience=-1", "must be >= 0"),
+    ("trainer.max_grad_norm=-1", "must be >= 0"),
+])
+def test_out_of_range_values_are_rejected_at_load(override, rule):
+    key = override.split("=")[0]
+    with pytest.raises(HiereConfigError) as error:
+        with_overrides(override)
+    assert str(error.value).startswith(f"{key}=") and f": {rule}" in str(error.value)
+
+
+def test_valid_choices_pass():
+    trainer = with_overrides("trainer.device=cuda:1", "trainer.schedule=constant", "trainer.precision=bf16",
+                             "trainer.max_grad_norm=0", "trainer.encoder_lr=2e-5")["trainer"]
+    assert (trainer["device"], trainer["schedule"], trainer["precision"]) == ("cuda:1", "constant", "bf16")
+    assert trainer["max_grad_norm"] == 0.0 and trainer["encoder_lr"] == 2e-5
+
+
+def test_unknown_sections_and_keys_are_rejected_naming_the_known_ones():
+    with pytest.raises(HiereConfigError, match=r"unknown config sections \['trainr'\]; known: \['model', 'data', "
+                                               r"'trainer'\]"):
+        with_overrides("trainr.lr=1")
+    with pytest.raises(HiereConfigError, match=r"unknown data keys \['tset'\]; known: \['train', 'dev', 'test', "):
+        with_overrides("data.tset=x")
+    with pytest.raises(HiereConfigError, match=r"unknown trainer keys \['lr_rate'\]; known: .*'weight_decay'"):
+        with_overrides("trainer.lr_rate=1")
+    with pytest.raises(HiereConfigError, match=r"data.train_slice must be \[start, end\)"):
+        with_overrides("data.train_slice=[0, x]")
+
+
+def test_the_cli_reports_a_bad_value_in_one_line_before_reading_data(tmp_path, capsys, monkeypatch):
+    from hiere import cli
+    from hiere.training import trainer
+
+    path = tmp_path / "missing_data.yaml"
+    path.write_text(yaml.safe_dump({"model": {"name": "bilstm"}, "data": {"train": str(tmp_path / "none.json")}}))
+    monkeypatch.setattr(trainer, "train", lambda *args, **kwargs: pytest.fail("training started"))
+    assert cli.main(["train", str(path), "-o", str(tmp_path / "out"), "--set", "trainer.lr=fast"]) == 2
+    assert capsys.readouterr().err == "hiere: error: trainer.lr='fast': expected a float, got str\n"
+
+
+def test_resolved_trainer_survives_the_model_directory_yaml():
+    config = with_overrides("trainer.weight_decay=1e-5", "trainer.lr=2e-5")
+    again = yaml.safe_load(yaml.safe_dump(config, sort_keys=False))
+    assert TrainerConfig.from_dict(again["trainer"]) == TrainerConfig.from_dict(config["trainer"])
+    assert resolve(again) == config
