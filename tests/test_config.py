@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
 
 from conftest import REDOCRED, REL_INFO
@@ -27,8 +28,9 @@ def config_file(tmp_path):
 
 def test_set_weight_decay_1e_5_is_a_float(config_file):
     assert yaml.safe_load("1e-5") == "1e-5"  # YAML 1.1: no dot, so a string
-    trainer = load_config(config_file, ["trainer.weight_decay=1e-5"])["trainer"]
+    trainer = load_config(config_file, ["trainer.weight_decay=1e-5", "trainer.adam_epsilon=1e-6"])["trainer"]
     assert trainer["weight_decay"] == 1e-5 and isinstance(trainer["weight_decay"], float)
+    assert trainer["adam_epsilon"] == 1e-6 and isinstance(trainer["adam_epsilon"], float)
     assert trainer["lr"] == 1.0 and isinstance(trainer["lr"], float)  # an int is fine for a float
     assert trainer["epochs"] == 2 and trainer["precision"] == "fp32" and trainer["encoder_lr"] is None
 
@@ -87,7 +89,7 @@ def test_unknown_sections_and_keys_are_rejected_naming_the_known_ones():
         with_overrides("trainr.lr=1")
     with pytest.raises(HiereConfigError, match=r"unknown data keys \['tset'\]; known: \['train', 'dev', 'test', "):
         with_overrides("data.tset=x")
-    with pytest.raises(HiereConfigError, match=r"unknown trainer keys \['lr_rate'\]; known: .*'weight_decay'"):
+    with pytest.raises(HiereConfigError, match=r"unknown trainer keys \['lr_rate'\]; known: .*'adam_epsilon'"):
         with_overrides("trainer.lr_rate=1")
     with pytest.raises(HiereConfigError, match=r"data.train_slice must be \[start, end\)"):
         with_overrides("data.train_slice=[0, x]")
@@ -105,7 +107,18 @@ def test_the_cli_reports_a_bad_value_in_one_line_before_reading_data(tmp_path, c
 
 
 def test_resolved_trainer_survives_the_model_directory_yaml():
-    config = with_overrides("trainer.weight_decay=1e-5", "trainer.lr=2e-5")
+    config = with_overrides("trainer.weight_decay=1e-5", "trainer.adam_epsilon=1e-7")
     again = yaml.safe_load(yaml.safe_dump(config, sort_keys=False))
     assert TrainerConfig.from_dict(again["trainer"]) == TrainerConfig.from_dict(config["trainer"])
     assert resolve(again) == config
+
+
+def test_adam_epsilon_reaches_the_optimizer():
+    from hiere.training.trainer import make_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    model.parameter_groups = lambda lr, encoder_lr, weight_decay: [{"params": list(model.parameters()), "lr": lr}]
+    for name in ("adam", "adamw"):
+        optimizer = make_optimizer(model, TrainerConfig(optimizer=name, adam_epsilon=1e-6))
+        assert [group["eps"] for group in optimizer.param_groups] == [1e-6]
+    assert make_optimizer(model, TrainerConfig()).param_groups[0]["eps"] == 1e-8  # torch's default

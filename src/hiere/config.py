@@ -45,6 +45,7 @@ class TrainerConfig:
     lr: float = 1e-3  # learning rate
     encoder_lr: float | None = None  # separate learning rate for a pretrained transformer (None: same as lr)
     weight_decay: float = 0.0  # weight decay (decoupled for adamw, L2 for adam and sgd)
+    adam_epsilon: float = 1e-8  # eps of Adam/AdamW (torch's default)
     momentum: float = 0.9  # sgd only
     warmup_ratio: float = 0.0  # share of the optimizer steps spent on linear warmup, in [0, 1)
     schedule: str = "linear"  # linear (warmup + linear decay) | constant (warmup, then constant)
@@ -86,6 +87,7 @@ class TrainerConfig:
             ("lr", self.lr > 0, "must be > 0"),
             ("encoder_lr", self.encoder_lr is None or self.encoder_lr > 0, "must be null or > 0"),
             ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("adam_epsilon", self.adam_epsilon > 0, "must be > 0"),
             ("momentum", self.momentum >= 0, "must be >= 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
             ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),

@@ -100,9 +100,9 @@ def make_optimizer(model: HiereModel, trainer: TrainerConfig) -> torch.optim.Opt
     groups = model.parameter_groups(trainer.lr, trainer.encoder_lr, trainer.weight_decay)
     name, fused = trainer.optimizer, use_fused(model, trainer)
     if name == "adamw":
-        return torch.optim.AdamW(groups, fused=fused or None)
+        return torch.optim.AdamW(groups, eps=trainer.adam_epsilon, fused=fused or None)
     if name == "adam":
-        return torch.optim.Adam(groups, fused=fused or None)
+        return torch.optim.Adam(groups, eps=trainer.adam_epsilon, fused=fused or None)
     if name == "sgd":
         return torch.optim.SGD(groups, momentum=trainer.momentum)
     raise HiereConfigError(f"trainer.optimizer must be adamw, adam or sgd, got {name!r}")
