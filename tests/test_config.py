@@ -1,6 +1,8 @@
-"""Config loading: typed and checked trainer settings, unknown sections and keys."""
+"""Config loading: typed and checked trainer settings, unknown sections and keys, precision resolution."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 import torch
@@ -9,6 +11,10 @@ import yaml
 from conftest import REDOCRED, REL_INFO
 from hiere.config import TrainerConfig, apply_overrides, load_config, resolve
 from hiere.errors import HiereConfigError
+from hiere.training import inference
+from hiere.training.inference import autocast_context, cpu_flags, resolve_precision
+
+CPU = torch.device("cpu")
 
 
 def with_overrides(*overrides: str) -> dict:
@@ -32,7 +38,7 @@ def test_set_weight_decay_1e_5_is_a_float(config_file):
     assert trainer["weight_decay"] == 1e-5 and isinstance(trainer["weight_decay"], float)
     assert trainer["adam_epsilon"] == 1e-6 and isinstance(trainer["adam_epsilon"], float)
     assert trainer["lr"] == 1.0 and isinstance(trainer["lr"], float)  # an int is fine for a float
-    assert trainer["epochs"] == 2 and trainer["precision"] == "fp32" and trainer["encoder_lr"] is None
+    assert trainer["epochs"] == 2 and trainer["precision"] == "auto" and trainer["encoder_lr"] is None
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -59,7 +65,7 @@ def test_every_bad_key_is_named_in_the_one_error():
     ("trainer.lr=-0.001", "must be > 0"),
     ("trainer.encoder_lr=0", "must be null or > 0"),
     ("trainer.schedule=cosine", "must be one of linear, constant"),
-    ("trainer.precision=fp8", "must be one of fp32, bf16, fp16"),
+    ("trainer.precision=fp8", "must be one of auto, fp32, bf16, fp16"),
     ("trainer.optimizer=rmsprop", "must be one of adamw, adam, sgd"),
     ("trainer.device=gpu", "must be auto, cpu, cuda or cuda:N"),
     ("trainer.grad_accumulation=0", "must be >= 1"),
@@ -122,3 +128,55 @@ def test_adam_epsilon_reaches_the_optimizer():
         optimizer = make_optimizer(model, TrainerConfig(optimizer=name, adam_epsilon=1e-6))
         assert [group["eps"] for group in optimizer.param_groups] == [1e-6]
     assert make_optimizer(model, TrainerConfig()).param_groups[0]["eps"] == 1e-8  # torch's default
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "sse", "avx512f", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "absent") is None
+    (tmp_path / "no_flags").write_text("processor\t: 0\nFeatures\t: fp asimd\n")
+    assert cpu_flags(tmp_path / "no_flags") is None
+
+
+@pytest.mark.parametrize(("flags", "resolved"), [
+    ({"fpu", "avx2", "avx512f"}, "fp32"),
+    ({"avx2", "avx512_bf16"}, "bf16"),
+    ({"amx_tile", "amx_bf16"}, "bf16"),
+    (None, "fp32"),  # unknown (not Linux): fp32
+])
+def test_auto_precision_is_bf16_only_with_bf16_units(monkeypatch, flags, resolved):
+    monkeypatch.setattr(inference, "cpu_flags", lambda: flags)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision(CPU, "auto") == resolved
+    assert resolve_precision(CPU, "fp32") == "fp32"
+
+
+def test_explicit_bf16_without_units_warns_that_it_is_emulated(monkeypatch):
+    monkeypatch.setattr(inference, "cpu_flags", lambda: {"avx2"})
+    with pytest.warns(RuntimeWarning, match="emulated and many times slower"):
+        assert resolve_precision(CPU, "bf16") == "bf16"
+    monkeypatch.setattr(inference, "cpu_flags", lambda: {"avx512_bf16"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision(CPU, "bf16") == "bf16"
+
+
+def test_fp16_needs_cuda():
+    with pytest.raises(HiereConfigError, match="fp16 needs CUDA"):
+        autocast_context(CPU, "fp16")
+    with pytest.raises(HiereConfigError, match="fp16 needs CUDA"):
+        resolve_precision(CPU, "fp16")
+    with pytest.raises(HiereConfigError, match="must be one of"):
+        autocast_context(CPU, "fp8")
+
+
+def test_autocast_context_follows_the_resolved_precision(monkeypatch):
+    layer = torch.nn.Linear(4, 4)
+    monkeypatch.setattr(inference, "cpu_flags", lambda: {"avx512_bf16"})
+    with autocast_context(CPU, "auto"):
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    monkeypatch.setattr(inference, "cpu_flags", lambda: set())
+    with autocast_context(CPU, "auto"):
+        assert layer(torch.ones(1, 4)).dtype == torch.float32

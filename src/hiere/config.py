@@ -28,7 +28,7 @@ SECTIONS = ("model", "data", "trainer")
 DATA_KEYS = ("train", "dev", "test", "relations", "long_tail", "train_slice", "dev_slice", "test_slice")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("linear", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -53,7 +53,7 @@ class TrainerConfig:
     grad_accumulation: int = 1  # batches per optimizer step
     length_buckets: int = 0  # >0: sort each window of N batches by length, then shuffle the batches (less padding)
     fused: bool | None = None  # fused Adam/AdamW kernel (None: wherever supported)
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs CUDA)
+    precision: str = "auto"  # auto (bf16 where the device has bf16 units, else fp32) | fp32 | bf16 | fp16 (CUDA)
     patience: int = 0  # early stopping: epochs without dev improvement (0 = never stop early)
     eval_every: int = 1  # evaluate on dev every N epochs
     metric: str | None = None  # selection metric on dev (None: the task's primary metric)

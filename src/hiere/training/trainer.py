@@ -1,7 +1,7 @@
 """The one trainer: any registered model, single process or DDP, CPU or CUDA.
 
 ``train(config, out_dir)`` reads and validates the data, builds the model, trains with AdamW/Adam/SGD
-(warmup + linear decay, clipping, accumulation, optional bf16/fp16 autocast), evaluates on dev every
+(warmup + linear decay, clipping, accumulation, bf16/fp16 autocast where it pays), evaluates on dev every
 epoch (tuning the global threshold of sigmoid models on dev), keeps the best epoch by the dev metric
 (early stopping with ``patience``), and writes the model directory and a resumable checkpoint after
 every epoch, atomically. Test data, if configured, is scored once with the selected model; it never
@@ -33,7 +33,14 @@ from hiere.models.base import HiereModel
 from hiere.tasks import get_task
 from hiere.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_model_dir
 from hiere.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
-from hiere.training.inference import autocast_context, length_sorted, move_to_device, run_model
+from hiere.training.inference import (
+    autocast_context,
+    has_bf16_units,
+    length_sorted,
+    move_to_device,
+    resolve_precision,
+    run_model,
+)
 
 log = logging.getLogger("hiere.train")
 
@@ -213,7 +220,8 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     setup_logging(out_dir, context.is_main)
     progress = trainer.progress and context.is_main
     set_seed(trainer.seed)
-    precision = trainer.precision
+    precision = resolve_precision(device, trainer.precision)
+    record_runtime(out_dir, trainer, precision, device, context)
 
     model_class = get_model_class(config["model"]["name"])
     model_config = model_class.Config.from_dict(config["model"])
@@ -373,6 +381,21 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     if get(config, "data.test") and context.is_main:
         _score_test(config, out_dir, task, device, train_for_ign, metric_options)
     return out_dir
+
+
+def record_runtime(out_dir: Path, trainer: TrainerConfig, precision: str, device: torch.device,
+                   context: DistContext) -> None:
+    """Log what ``trainer.device`` and ``trainer.precision`` resolved to, and write it to ``runtime.json``."""
+    bf16_units = has_bf16_units(device)
+    log.info("precision %s (trainer.precision=%s; %s %s bf16 units)", precision, trainer.precision, device,
+             "has" if bf16_units else "has no")
+    if precision == "bf16" and not bf16_units:
+        log.warning("bf16 on %s is emulated and many times slower than fp32 (precision auto picks fp32)", device)
+    if context.is_main:
+        write_json_atomic(out_dir / "runtime.json", {
+            "device": str(device), "world_size": context.world_size, "precision": trainer.precision,
+            "precision_resolved": precision, "bf16_units": bf16_units, "torch": torch.__version__,
+        }, indent=1)
 
 
 def _score_test(config: dict, out_dir: Path, task: Any, device: torch.device, train_examples: list | None,
