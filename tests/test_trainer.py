@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import hiere
 from conftest import REDOCRED, REL_INFO
-from hiere.config import apply_overrides, resolve
+from hiere.config import TrainerConfig, apply_overrides, resolve
 from hiere.errors import HiereConfigError
 
 
@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
 
 
 def test_model_directory_holds_everything(trained):
-    for name in ("config.yaml", "model.safetensors", "threshold.json", "train.log", "history.json",
+    for name in ("config.yaml", "model.safetensors", "threshold.json", "train.log", "history.json", "runtime.json",
                  "resources/relations.json", "resources/vocab_words.json", "resources/vocab_types.json",
                  "checkpoint/last.pt", "dev_metrics.json"):
         assert (trained / name).exists(), name
@@ -43,6 +43,17 @@ def test_model_directory_holds_everything(trained):
     assert all("f1" in h["dev"] and "ign_f1" in h["dev"] for h in history)
     log = (trained / "train.log").read_text()
     assert "epoch 2: loss" in log and "epoch 1 batch 2/3: loss" in log  # per-batch lines (log_every=2)
+
+
+def test_resolved_precision_is_logged_and_recorded(trained):
+    from hiere.training.inference import resolve_precision
+
+    resolved = resolve_precision(torch.device("cpu"), "auto")  # bf16 where this CPU has bf16 units
+    runtime = json.loads((trained / "runtime.json").read_text())
+    assert runtime["precision"] == "auto" and runtime["precision_resolved"] == resolved
+    assert runtime["device"] == "cpu" and runtime["bf16_units"] == (resolved == "bf16")
+    assert f"precision {resolved} (trainer.precision=auto" in (trained / "train.log").read_text()
+    assert hiere.load(trained, device="cpu").precision == resolved
 
 
 def test_load_predict_and_evaluate_round_trip(trained, redocred_raw, redocred_docs):
@@ -175,8 +186,8 @@ def test_fused_optimizer_where_supported():
     model.parameter_groups = lambda lr, encoder_lr, weight_decay: [{"params": list(model.parameters()), "lr": lr}]
     trainer = resolve({"model": {"name": "bilstm"}})["trainer"]
     assert trainer["fused"] is None and trainer["length_buckets"] == 0
-    assert make_optimizer(model, {**trainer, "optimizer": "adamw"}).defaults["fused"] is True
-    assert not make_optimizer(model, {**trainer, "optimizer": "adam", "fused": False}).defaults["fused"]
-    assert isinstance(make_optimizer(model, {**trainer, "optimizer": "sgd"}), torch.optim.SGD)
+    assert make_optimizer(model, TrainerConfig(optimizer="adamw")).defaults["fused"] is True
+    assert not make_optimizer(model, TrainerConfig(optimizer="adam", fused=False)).defaults["fused"]
+    assert isinstance(make_optimizer(model, TrainerConfig(optimizer="sgd")), torch.optim.SGD)
     with pytest.raises(HiereConfigError, match="fused=true needs optimizer adam or adamw"):
-        make_optimizer(model, {**trainer, "optimizer": "sgd", "fused": True})
+        make_optimizer(model, TrainerConfig(optimizer="sgd", fused=True))

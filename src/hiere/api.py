@@ -14,7 +14,7 @@ from hiere.models.base import HiereModel
 from hiere.tasks import get_task
 from hiere.training.checkpoint import load_model_dir
 from hiere.training.distributed import resolve_device
-from hiere.training.inference import run_model
+from hiere.training.inference import resolve_precision, run_model
 
 
 class Predictor:
@@ -37,7 +37,12 @@ class Predictor:
 
     @property
     def precision(self) -> str:
-        return str(self.config.get("trainer", {}).get("precision", "fp32"))
+        """The model's ``trainer.precision`` as it runs on this device (see :func:`resolve_precision`); a model
+        trained with fp16 on CUDA runs as ``auto`` elsewhere."""
+        setting = str(self.config.get("trainer", {}).get("precision", "fp32"))
+        if setting == "fp16" and self.device.type != "cuda":
+            setting = "auto"
+        return resolve_precision(self.device, setting)
 
     def read(self, path: str | Path, require_labels: bool = False) -> list:
         """Read a data file of this model's task, checking relations against the model's relation map."""

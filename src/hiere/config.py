@@ -1,14 +1,22 @@
 """YAML configs with dotted ``--set key=value`` overrides.
 
-A config is a nested dict with at least ``model.name``, ``data.train``, ``data.dev``, ``data.test``,
-``trainer.epochs``, ``trainer.seed`` and ``trainer.device``. Model hyperparameters live under
-``model`` and default to the paper's values (each model's ``Config`` dataclass); trainer settings
-default to :data:`TRAINER_DEFAULTS`.
+A config has three sections: ``model`` (``model.name`` plus the model's hyperparameters, which default to
+the paper's values in each model's ``Config`` dataclass), ``data`` (the keys in :data:`DATA_KEYS`) and
+``trainer`` (:class:`TrainerConfig`). :func:`resolve` rejects unknown sections and keys, coerces every
+trainer value to its type (``--set trainer.weight_decay=1e-5`` is the float 1e-5, although YAML 1.1
+reads ``1e-5`` as a string) and checks its range, so a bad value fails when the config is loaded,
+before any data is read. ``config["trainer"]`` stays a plain dict (``TrainerConfig.to_dict()``), which
+is what the model directory's ``config.yaml`` holds.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +24,145 @@ import yaml
 
 from hiere.errors import HiereConfigError, HiereInputError
 
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "seed": 42,
-    "device": "auto",
-    "batch_size": 4,
-    "eval_batch_size": 8,
-    "optimizer": "adamw",  # adamw | adam | sgd
-    "lr": 1e-3,
-    "encoder_lr": None,  # separate learning rate for a pretrained transformer (None: same as lr)
-    "weight_decay": 0.0,
-    "momentum": 0.9,  # sgd only
-    "warmup_ratio": 0.0,
-    "schedule": "linear",  # linear (warmup + linear decay) | constant
-    "max_grad_norm": 1.0,
-    "grad_accumulation": 1,
-    "length_buckets": 0,  # >0: sort each window of N batches by length, then shuffle the batches (less padding)
-    "fused": None,  # fused Adam/AdamW kernel (None: wherever supported)
-    "precision": "fp32",  # fp32 | bf16 | fp16 (fp16 needs CUDA)
-    "patience": 0,  # early stopping: epochs without dev improvement (0 = never stop early)
-    "eval_every": 1,  # evaluate on dev every N epochs
-    "metric": None,  # selection metric on dev (None: the task's primary metric)
-    "num_threads": None,  # torch.set_num_threads on CPU (None: torch's default)
-    "max_steps": None,  # stop after this many optimizer steps (smoke tests)
-    "log_every": 10,
-    "progress": True,
-}
+SECTIONS = ("model", "data", "trainer")
+DATA_KEYS = ("train", "dev", "test", "relations", "long_tail", "train_slice", "dev_slice", "test_slice")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("linear", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """The ``trainer`` section. Values are coerced to each field's type and range-checked on construction."""
+
+    epochs: int = 10  # passes over the training data
+    seed: int = 42  # Python, NumPy and torch seed; also seeds the shuffling
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    batch_size: int = 4  # global training batch (split over DDP processes)
+    eval_batch_size: int = 8  # batch size for dev/test scoring and prediction
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    lr: float = 1e-3  # learning rate
+    encoder_lr: float | None = None  # separate learning rate for a pretrained transformer (None: same as lr)
+    weight_decay: float = 0.0  # weight decay (decoupled for adamw, L2 for adam and sgd)
+    adam_epsilon: float = 1e-8  # eps of Adam/AdamW (torch's default)
+    momentum: float = 0.9  # sgd only
+    warmup_ratio: float = 0.0  # share of the optimizer steps spent on linear warmup, in [0, 1)
+    schedule: str = "linear"  # linear (warmup + linear decay) | constant (warmup, then constant)
+    max_grad_norm: float = 1.0  # clip the gradient norm to this (0: no clipping)
+    grad_accumulation: int = 1  # batches per optimizer step
+    length_buckets: int = 0  # >0: sort each window of N batches by length, then shuffle the batches (less padding)
+    fused: bool | None = None  # fused Adam/AdamW kernel (None: wherever supported)
+    precision: str = "auto"  # auto (bf16 where the device has bf16 units, else fp32) | fp32 | bf16 | fp16 (CUDA)
+    patience: int = 0  # early stopping: epochs without dev improvement (0 = never stop early)
+    eval_every: int = 1  # evaluate on dev every N epochs
+    metric: str | None = None  # selection metric on dev (None: the task's primary metric)
+    num_threads: int | None = None  # torch.set_num_threads on CPU (None: torch's default)
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke tests; None: no cap)
+    log_every: int = 10  # a train.log line every N batches
+    progress: bool = True  # tqdm progress bars
+
+    def __post_init__(self) -> None:
+        problems = []
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            try:
+                value = _coerce(f"trainer.{field.name}", getattr(self, field.name), hints[field.name])
+            except HiereConfigError as error:
+                problems.append(str(error))
+                continue
+            object.__setattr__(self, field.name, value)
+        if not problems:
+            problems = [f"trainer.{name}={getattr(self, name)!r}: {rule}" for name, rule in self._range_problems()]
+        if problems:
+            raise HiereConfigError("; ".join(problems))
+
+    def _range_problems(self) -> list[tuple[str, str]]:
+        checks = [
+            ("epochs", self.epochs >= 1, "must be >= 1"),
+            ("device", DEVICE_PATTERN.fullmatch(self.device) is not None, "must be auto, cpu, cuda or cuda:N"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("eval_batch_size", self.eval_batch_size >= 1, "must be >= 1"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("encoder_lr", self.encoder_lr is None or self.encoder_lr > 0, "must be null or > 0"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("adam_epsilon", self.adam_epsilon > 0, "must be > 0"),
+            ("momentum", self.momentum >= 0, "must be >= 0"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
+            ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
+            ("max_grad_norm", self.max_grad_norm >= 0, "must be >= 0 (0: no clipping)"),
+            ("grad_accumulation", self.grad_accumulation >= 1, "must be >= 1"),
+            ("length_buckets", self.length_buckets >= 0, "must be >= 0"),
+            ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+            ("patience", self.patience >= 0, "must be >= 0 (0: never stop early)"),
+            ("eval_every", self.eval_every >= 1, "must be >= 1"),
+            ("metric", self.metric is None or bool(self.metric), "must be null or a metric name"),
+            ("num_threads", self.num_threads is None or self.num_threads >= 1, "must be null or >= 1"),
+            ("max_steps", self.max_steps is None or self.max_steps >= 1, "must be null (no cap) or >= 1"),
+            ("log_every", self.log_every >= 1, "must be >= 1"),
+        ]
+        return [(name, rule) for name, ok, rule in checks if not ok]
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainerConfig:
+        """The ``trainer`` section (missing keys take their defaults; unknown keys are an error)."""
+        if not isinstance(values, dict):
+            raise HiereConfigError(f"the trainer section must be a mapping of keys, got {values!r}")
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise HiereConfigError(f"unknown trainer keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_TYPE_NAMES = {bool: "a bool", int: "an int", float: "a float", str: "a string", type(None): "null"}
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` as ``annotation`` (``int``, ``float``, ``str``, ``bool`` or one of them ``| None``).
+
+    A float accepts an int and a numeric string (YAML 1.1 reads ``1e-5`` as a string); nothing else is converted.
+    """
+    kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    for kind in kinds:
+        if kind is type(None) and value is None:
+            return None
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is str and isinstance(value, str):
+            return value
+        if kind is float and not isinstance(value, bool):
+            number = _as_float(value)
+            if number is not None:
+                return number
+    expected = " or ".join(_TYPE_NAMES[kind] for kind in kinds)
+    not_finite = float in kinds and isinstance(value, float) and not math.isfinite(value)
+    got = "a float that is not finite" if not_finite else type(value).__name__
+    raise HiereConfigError(f"{key}={value!r}: expected {expected}, got {got}")
+
+
+def _as_float(value: Any) -> float | None:
+    """A finite float from an int, a float or a numeric string; None otherwise."""
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read a YAML config, apply ``key=value`` overrides, fill trainer defaults."""
+    """Read a YAML config, apply ``key=value`` overrides and :func:`resolve` it."""
     path = Path(path)
     if not path.exists():
         raise HiereInputError(str(path), None, None, "config file does not exist")
@@ -78,17 +195,32 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 
 def resolve(config: dict[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
-    """Check required keys and fill the trainer defaults; data paths stay as written."""
+    """Check the sections and keys, and coerce, check and complete the trainer settings.
+
+    Data paths stay as written. Raises one :class:`HiereConfigError` naming every bad key.
+    """
     config = copy.deepcopy(config)
+    unknown = sorted(set(config) - set(SECTIONS), key=str)
+    if unknown:
+        raise HiereConfigError(f"unknown config sections {unknown}; known: {list(SECTIONS)}")
     model = config.get("model")
     if not isinstance(model, dict) or not model.get("name"):
         raise HiereConfigError("the config needs model.name (for example `model: {name: bilstm}`)")
-    config.setdefault("data", {})
-    trainer = {**TRAINER_DEFAULTS, **(config.get("trainer") or {})}
-    unknown = sorted(set(trainer) - set(TRAINER_DEFAULTS))
+    data = config.get("data") or {}
+    if not isinstance(data, dict):
+        raise HiereConfigError(f"the data section must be a mapping of keys, got {data!r}")
+    unknown = sorted(set(data) - set(DATA_KEYS), key=str)
     if unknown:
-        raise HiereConfigError(f"unknown trainer keys {unknown}; known: {sorted(TRAINER_DEFAULTS)}")
-    config["trainer"] = trainer
+        raise HiereConfigError(f"unknown data keys {unknown}; known: {list(DATA_KEYS)}")
+    for split in ("train", "dev", "test"):
+        bounds = data.get(f"{split}_slice")
+        if bounds is not None and not (
+            isinstance(bounds, list) and len(bounds) == 2
+            and all(bound is None or (isinstance(bound, int) and not isinstance(bound, bool)) for bound in bounds)
+        ):
+            raise HiereConfigError(f"data.{split}_slice must be [start, end) (integers or null), got {bounds!r}")
+    config["data"] = data
+    config["trainer"] = TrainerConfig.from_dict(config.get("trainer") or {}).to_dict()
     return config
 
 

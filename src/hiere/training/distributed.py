@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from hiere.errors import HiereConfigError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -41,12 +43,12 @@ def init_distributed(device_setting: str) -> tuple[DistContext, torch.device]:
 
 def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
     if setting not in ("auto", "cpu", "cuda") and not setting.startswith("cuda:"):
-        raise ValueError(f"trainer.device must be auto, cpu or cuda, got {setting!r}")
+        raise HiereConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {setting!r}")
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     if setting.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError("trainer.device=cuda but no CUDA device is available (use auto or cpu)")
+            raise HiereConfigError("trainer.device=cuda but no CUDA device is available (use auto or cpu)")
         return torch.device(setting if ":" in setting else f"cuda:{local_rank}")
     return torch.device("cpu")
 

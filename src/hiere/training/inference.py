@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from hiere.config import PRECISIONS
+from hiere.errors import HiereConfigError
 from hiere.models.base import HiereModel
+
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def move_to_device(value: Any, device: torch.device) -> Any:
@@ -23,17 +29,70 @@ def move_to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+def cpu_flags(path: str | Path = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU feature flags Linux reports in ``/proc/cpuinfo`` (None where that file is missing or has none)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return set(value.split())
+    return None
+
+
+def has_bf16_units(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA where ``torch.cuda.is_bf16_supported()`` (without
+    emulation), a CPU with AVX512-BF16 or AMX (``avx512_bf16`` / ``amx_bf16`` flags). Unknown: False."""
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            try:
+                return torch.cuda.is_bf16_supported(including_emulation=False)
+            except TypeError:  # torch < 2.3 has no including_emulation
+                return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool((cpu_flags() or set()) & BF16_CPU_FLAGS)
+    return False
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """``trainer.precision`` -> what runs on ``device``: ``fp32``, ``bf16`` or ``fp16``.
+
+    ``auto`` is bf16 autocast where :func:`has_bf16_units`, fp32 elsewhere. An explicit ``bf16`` on a device
+    without bf16 units runs, with a warning that it is emulated (many times slower than fp32); ``fp16``
+    needs CUDA.
+    """
+    if precision not in PRECISIONS:
+        raise HiereConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise HiereConfigError("trainer.precision=fp16 needs CUDA; use auto, bf16 or fp32 on CPU")
+    if precision == "auto":
+        return "bf16" if has_bf16_units(device) else "fp32"
+    if precision == "bf16" and not has_bf16_units(device):
+        _warn_emulated_bf16(device)
+    return precision
+
+
+def _warn_emulated_bf16(device: torch.device) -> None:
+    # one source line, so Python's default warning filter shows it once per process
+    warnings.warn(f"trainer.precision=bf16 on {device}, which has no bf16 units: bf16 is emulated and many "
+                  "times slower than fp32 (precision auto picks fp32 here)", RuntimeWarning, stacklevel=1)
+
+
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CPU or CUDA, fp16 on CUDA only; fp32 is a no-op."""
+    """bf16 autocast on CPU or CUDA, fp16 on CUDA only; fp32 is a no-op; ``auto`` as :func:`resolve_precision`."""
+    if precision == "auto":
+        precision = resolve_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision == "fp16":
         if device.type != "cuda":
-            raise ValueError("trainer.precision=fp16 needs CUDA; use bf16 on CPU")
+            raise HiereConfigError("trainer.precision=fp16 needs CUDA; use auto, bf16 or fp32 on CPU")
         return torch.autocast("cuda", dtype=torch.float16)
-    raise ValueError(f"trainer.precision must be fp32, bf16 or fp16, got {precision!r}")
+    raise HiereConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
 def batches(indices: list[int], batch_size: int) -> Iterator[list[int]]:
@@ -64,7 +123,7 @@ def run_model(
     indices: list[int] | None,
     batch_size: int,
     device: torch.device,
-    precision: str = "fp32",
+    precision: str = "fp32",  # fp32 | bf16 | fp16 | auto (see resolve_precision)
     progress: bool = False,
     description: str = "predict",
 ) -> tuple[list[tuple[int, Any]], torch.Tensor, list[dict] | None]:
@@ -75,6 +134,8 @@ def run_model(
     explanations (or None).
     """
     model.eval()
+    if precision == "auto":
+        precision = resolve_precision(device, precision)
     indices = length_sorted(features, list(range(len(features))) if indices is None else indices)
     rows: list[tuple[int, Any]] = []
     score_parts: list[torch.Tensor] = []

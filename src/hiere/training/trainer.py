@@ -1,7 +1,7 @@
 """The one trainer: any registered model, single process or DDP, CPU or CUDA.
 
 ``train(config, out_dir)`` reads and validates the data, builds the model, trains with AdamW/Adam/SGD
-(warmup + linear decay, clipping, accumulation, optional bf16/fp16 autocast), evaluates on dev every
+(warmup + linear decay, clipping, accumulation, bf16/fp16 autocast where it pays), evaluates on dev every
 epoch (tuning the global threshold of sigmoid models on dev), keeps the best epoch by the dev metric
 (early stopping with ``patience``), and writes the model directory and a resumable checkpoint after
 every epoch, atomically. Test data, if configured, is scored once with the selected model; it never
@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from hiere.config import get
+from hiere.config import TrainerConfig, get
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
@@ -33,7 +33,14 @@ from hiere.models.base import HiereModel
 from hiere.tasks import get_task
 from hiere.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_model_dir
 from hiere.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
-from hiere.training.inference import autocast_context, length_sorted, move_to_device, run_model
+from hiere.training.inference import (
+    autocast_context,
+    has_bf16_units,
+    length_sorted,
+    move_to_device,
+    resolve_precision,
+    run_model,
+)
 
 log = logging.getLogger("hiere.train")
 
@@ -83,36 +90,36 @@ def build_relations(task: Any, config: dict, train_path: str | None) -> Relation
     return RelationMap.from_facts(task.relation_ids(task.read(train_path, require_labels=True)))
 
 
-def use_fused(model: HiereModel, trainer: dict) -> bool:
+def use_fused(model: HiereModel, trainer: TrainerConfig) -> bool:
     """``trainer.fused``: the single-kernel Adam/AdamW update (CPU and CUDA); None = wherever supported."""
-    fused = trainer["fused"]
-    supported = trainer["optimizer"] in ("adam", "adamw") and all(
+    fused = trainer.fused
+    supported = trainer.optimizer in ("adam", "adamw") and all(
         p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in model.parameters() if p.requires_grad
     )
     if fused is None:
         return supported
     if fused and not supported:
         raise HiereConfigError("trainer.fused=true needs optimizer adam or adamw and parameters on CPU or CUDA")
-    return bool(fused)
+    return fused
 
 
-def make_optimizer(model: HiereModel, trainer: dict) -> torch.optim.Optimizer:
-    groups = model.parameter_groups(trainer["lr"], trainer["encoder_lr"], trainer["weight_decay"])
-    name, fused = trainer["optimizer"], use_fused(model, trainer)
+def make_optimizer(model: HiereModel, trainer: TrainerConfig) -> torch.optim.Optimizer:
+    groups = model.parameter_groups(trainer.lr, trainer.encoder_lr, trainer.weight_decay)
+    name, fused = trainer.optimizer, use_fused(model, trainer)
     if name == "adamw":
-        return torch.optim.AdamW(groups, fused=fused or None)
+        return torch.optim.AdamW(groups, eps=trainer.adam_epsilon, fused=fused or None)
     if name == "adam":
-        return torch.optim.Adam(groups, fused=fused or None)
+        return torch.optim.Adam(groups, eps=trainer.adam_epsilon, fused=fused or None)
     if name == "sgd":
-        return torch.optim.SGD(groups, momentum=trainer["momentum"])
+        return torch.optim.SGD(groups, momentum=trainer.momentum)
     raise HiereConfigError(f"trainer.optimizer must be adamw, adam or sgd, got {name!r}")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, trainer: dict, total_steps: int):
-    warmup = int(trainer["warmup_ratio"] * total_steps)
+def make_scheduler(optimizer: torch.optim.Optimizer, trainer: TrainerConfig, total_steps: int):
+    warmup = int(trainer.warmup_ratio * total_steps)
 
     def factor(step: int) -> float:
-        if trainer["schedule"] == "constant":
+        if trainer.schedule == "constant":
             return min(1.0, (step + 1) / warmup) if warmup else 1.0
         if step < warmup:
             return (step + 1) / warmup
@@ -138,15 +145,15 @@ def setup_logging(out_dir: Path, is_main: bool) -> None:
 class Evaluator:
     """Scores a split with the model; in DDP every rank takes a strided shard and results are gathered."""
 
-    def __init__(self, model: HiereModel, task: Any, examples: list, features: list, trainer: dict,
-                 device: torch.device, context: DistContext):
+    def __init__(self, model: HiereModel, task: Any, examples: list, features: list, batch_size: int,
+                 precision: str, device: torch.device, context: DistContext):
         self.model, self.task, self.examples, self.features = model, task, examples, features
-        self.trainer, self.device, self.context = trainer, device, context
+        self.batch_size, self.precision, self.device, self.context = batch_size, precision, device, context
 
     def scores(self) -> tuple[list, torch.Tensor, list | None]:
         shard = list(range(self.context.rank, len(self.features), self.context.world_size))
         rows, scores, explanations = run_model(
-            self.model, self.features, shard, self.trainer["eval_batch_size"], self.device, self.trainer["precision"]
+            self.model, self.features, shard, self.batch_size, self.device, self.precision
         )
         parts = gather_objects((rows, scores, explanations), self.context)
         all_rows = [row for part in parts for row in part[0]]
@@ -175,7 +182,7 @@ def epoch_batches(order: list[int], batch_size: int, features: list[dict], bucke
     """
     if not buckets:
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    window = batch_size * int(buckets)
+    window = batch_size * buckets
     chunks = []
     for start in range(0, len(order), window):
         ranked = length_sorted(features, order[start : start + window])
@@ -196,23 +203,25 @@ def featurize_all(model: HiereModel, examples: list, split: str, path: str, prog
 
 def train(config: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Path:
     """Train ``config`` into ``out_dir`` (a model directory) and return its path."""
-    trainer = config["trainer"]
+    trainer = TrainerConfig.from_dict(config.get("trainer") or {})
     out_dir = Path(out_dir)
-    context, device = init_distributed(str(trainer["device"]))
+    context, device = init_distributed(trainer.device)
     try:
         return _train(config, trainer, out_dir, resume, context, device)
     finally:
         shutdown(context)
 
 
-def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: DistContext,
+def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, context: DistContext,
            device: torch.device) -> Path:
-    if trainer["num_threads"]:
-        torch.set_num_threads(int(trainer["num_threads"]))
+    if trainer.num_threads:
+        torch.set_num_threads(trainer.num_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(out_dir, context.is_main)
-    progress = bool(trainer["progress"]) and context.is_main
-    set_seed(int(trainer["seed"]))
+    progress = trainer.progress and context.is_main
+    set_seed(trainer.seed)
+    precision = resolve_precision(device, trainer.precision)
+    record_runtime(out_dir, trainer, precision, device, context)
 
     model_class = get_model_class(config["model"]["name"])
     model_config = model_class.Config.from_dict(config["model"])
@@ -236,7 +245,7 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
     train_features = featurize_all(model, train_examples, "train", get(config, "data.train"), progress)
     dev_features = featurize_all(model, dev_examples, "dev", get(config, "data.dev") or "", progress)
 
-    batch_size = int(trainer["batch_size"])
+    batch_size = trainer.batch_size
     if batch_size % context.world_size:
         raise HiereConfigError(
             f"trainer.batch_size={batch_size} (the global batch) must be divisible "
@@ -245,16 +254,16 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
     local_batch = batch_size // context.world_size
     sampler = DistributedSampler(
         range(len(train_features)), num_replicas=context.world_size, rank=context.rank,
-        shuffle=True, seed=int(trainer["seed"]), drop_last=False,
+        shuffle=True, seed=trainer.seed, drop_last=False,
     )
     steps_per_epoch = math.ceil(math.ceil(len(train_features) / context.world_size) / local_batch)
-    updates_per_epoch = math.ceil(steps_per_epoch / int(trainer["grad_accumulation"]))
-    total_updates = updates_per_epoch * int(trainer["epochs"])
-    if trainer["max_steps"]:
-        total_updates = min(total_updates, int(trainer["max_steps"]))
+    updates_per_epoch = math.ceil(steps_per_epoch / trainer.grad_accumulation)
+    total_updates = updates_per_epoch * trainer.epochs
+    if trainer.max_steps:
+        total_updates = min(total_updates, trainer.max_steps)
     optimizer = make_optimizer(model, trainer)
     scheduler = make_scheduler(optimizer, trainer, total_updates)
-    scaler = torch.amp.GradScaler("cuda", enabled=trainer["precision"] == "fp16" and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
 
     state = {"epoch": 0, "step": 0, "best_metric": -math.inf, "best_epoch": None, "threshold": 0.0,
              "history": [], "bad_epochs": 0}
@@ -275,49 +284,49 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
         wrapped = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    metric_name = trainer["metric"] or task.primary_metric
+    metric_name = trainer.metric or task.primary_metric
     tune = model.decision == "global"
-    evaluator = Evaluator(model, task, dev_examples, dev_features, trainer, device, context)
+    evaluator = Evaluator(model, task, dev_examples, dev_features, trainer.eval_batch_size, precision, device, context)
     metric_options = {"long_tail": _read_long_tail(get(config, "data.long_tail"))} if model.task == "bag" else {}
     train_for_ign = train_examples if model.task == "doc" else None
-    resolved = {**config, "data": dict(config.get("data", {}))}
+    resolved = {**config, "data": dict(config.get("data") or {}), "trainer": trainer.to_dict()}
 
     start_epoch = state["epoch"] + 1
-    for epoch in range(start_epoch, int(trainer["epochs"]) + 1):
-        if trainer["max_steps"] and state["step"] >= int(trainer["max_steps"]):
+    for epoch in range(start_epoch, trainer.epochs + 1):
+        if trainer.max_steps and state["step"] >= trainer.max_steps:
             break
         model.on_epoch_start(epoch)
         wrapped.train()
         sampler.set_epoch(epoch)
         order = list(sampler)
-        chunks = epoch_batches(order, local_batch, train_features, int(trainer["length_buckets"] or 0),
-                               int(trainer["seed"]) * 1_000_003 + epoch)
+        chunks = epoch_batches(order, local_batch, train_features, trainer.length_buckets,
+                               trainer.seed * 1_000_003 + epoch)
         started, running_loss, seen = time.perf_counter(), 0.0, 0
         term_sums: dict[str, float] = {}
-        bar = tqdm(chunks, desc=f"epoch {epoch}/{trainer['epochs']}", disable=not progress, unit="batch")
+        bar = tqdm(chunks, desc=f"epoch {epoch}/{trainer.epochs}", disable=not progress, unit="batch")
         optimizer.zero_grad(set_to_none=True)
         for step_in_epoch, chunk in enumerate(bar, start=1):
             batch = move_to_device(model.collate([train_features[i] for i in chunk]), device)
-            with autocast_context(device, trainer["precision"]):
+            with autocast_context(device, precision):
                 output = wrapped(batch)
-            loss = output["loss"].float() / int(trainer["grad_accumulation"])
+            loss = output["loss"].float() / trainer.grad_accumulation
             scaler.scale(loss).backward()
             running_loss += float(output["loss"].detach())
             for name, value in output.get("loss_terms", {}).items():
                 term_sums[name] = term_sums.get(name, 0.0) + float(value)
             seen += 1
-            if step_in_epoch % int(trainer["grad_accumulation"]) == 0 or step_in_epoch == len(chunks):
+            if step_in_epoch % trainer.grad_accumulation == 0 or step_in_epoch == len(chunks):
                 scaler.unscale_(optimizer)
-                if trainer["max_grad_norm"]:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(trainer["max_grad_norm"]))
+                if trainer.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
-                if trainer["max_steps"] and state["step"] >= int(trainer["max_steps"]):
+                if trainer.max_steps and state["step"] >= trainer.max_steps:
                     break
-            if step_in_epoch % max(1, int(trainer["log_every"])) == 0:
+            if step_in_epoch % trainer.log_every == 0:
                 bar.set_postfix(loss=f"{running_loss / seen:.4f}")
                 log.info("epoch %d batch %d/%d: loss %.4f (%.1f s)", epoch, step_in_epoch, len(chunks),
                          running_loss / seen, time.perf_counter() - started)
@@ -331,7 +340,7 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
                                     for name in terms[0]}
 
         improved = False
-        if dev_examples and (epoch % int(trainer["eval_every"]) == 0 or epoch == int(trainer["epochs"])):
+        if dev_examples and (epoch % trainer.eval_every == 0 or epoch == trainer.epochs):
             metrics, threshold = evaluator.evaluate(state["threshold"] if not tune else None, train_for_ign, tune,
                                                     **metric_options)
             if metric_name not in metrics:
@@ -362,7 +371,7 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
                 "scaler": scaler.state_dict(), "state": state, "rng": rng_state(),
             })
         barrier(context)
-        if trainer["patience"] and state["bad_epochs"] >= int(trainer["patience"]):
+        if trainer.patience and state["bad_epochs"] >= trainer.patience:
             log.info("early stop: no dev improvement in %d epochs", state["bad_epochs"])
             break
 
@@ -372,6 +381,21 @@ def _train(config: dict, trainer: dict, out_dir: Path, resume: bool, context: Di
     if get(config, "data.test") and context.is_main:
         _score_test(config, out_dir, task, device, train_for_ign, metric_options)
     return out_dir
+
+
+def record_runtime(out_dir: Path, trainer: TrainerConfig, precision: str, device: torch.device,
+                   context: DistContext) -> None:
+    """Log what ``trainer.device`` and ``trainer.precision`` resolved to, and write it to ``runtime.json``."""
+    bf16_units = has_bf16_units(device)
+    log.info("precision %s (trainer.precision=%s; %s %s bf16 units)", precision, trainer.precision, device,
+             "has" if bf16_units else "has no")
+    if precision == "bf16" and not bf16_units:
+        log.warning("bf16 on %s is emulated and many times slower than fp32 (precision auto picks fp32)", device)
+    if context.is_main:
+        write_json_atomic(out_dir / "runtime.json", {
+            "device": str(device), "world_size": context.world_size, "precision": trainer.precision,
+            "precision_resolved": precision, "bf16_units": bf16_units, "torch": torch.__version__,
+        }, indent=1)
 
 
 def _score_test(config: dict, out_dir: Path, task: Any, device: torch.device, train_examples: list | None,
