@@ -210,7 +210,8 @@ HIERE = {
 
 def hiere_overrides(args: argparse.Namespace) -> list[str]:
     settings = [f"trainer.epochs={args.epochs}", f"trainer.seed={args.seed}", f"trainer.num_threads={args.threads}",
-                "trainer.device=cpu", "trainer.progress=false", "trainer.patience=0"]
+                "trainer.device=cpu", "trainer.progress=false", "trainer.patience=0",
+                "trainer.precision=fp32"]  # the references run in fp32 on a CPU
     if args.pair in ("pcnn_att", "cnn_att") and args.batch_size:
         settings.append(f"trainer.batch_size={args.batch_size}")
     if args.pair in ("pcnn_att", "cnn_att") and args.lr:

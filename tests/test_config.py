@@ -180,3 +180,15 @@ def test_autocast_context_follows_the_resolved_precision(monkeypatch):
     monkeypatch.setattr(inference, "cpu_flags", lambda: set())
     with autocast_context(CPU, "auto"):
         assert layer(torch.ones(1, 4)).dtype == torch.float32
+
+
+def test_model_values_are_coerced_to_their_field_types():
+    from hiere.models import get_model_class
+
+    config = get_model_class("pcnn_att").Config.from_dict({"dropout": "1e-1", "sentence_dropout": 0})
+    assert config.dropout == 0.1 and isinstance(config.dropout, float)
+    assert isinstance(config.sentence_dropout, float)
+    with pytest.raises(HiereConfigError, match=r"model.hidden='big': expected an int"):
+        get_model_class("pcnn_att").Config.from_dict({"hidden": "big"})
+    lambdas = get_model_class("hiclre").Config.from_dict({"lambdas": [0.4, 0.4, 0.1, 1.0]}).lambdas
+    assert list(lambdas) == [0.4, 0.4, 0.1, 1.0]  # lists pass through unchanged

@@ -147,6 +147,20 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     raise HiereConfigError(f"{key}={value!r}: expected {expected}, got {got}")
 
 
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def coerce_value(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` as ``annotation`` when that is a scalar type (or a union of them); other values pass as they are.
+
+    Used for the ``model`` section, whose dataclasses also hold lists and mappings (e.g. HiCLRE's ``lambdas``).
+    """
+    kinds = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if kinds and all(kind in _SCALARS for kind in kinds):
+        return _coerce(key, value, annotation)
+    return value
+
+
 def _as_float(value: Any) -> float | None:
     """A finite float from an int, a float or a numeric string; None otherwise."""
     if isinstance(value, int | float):

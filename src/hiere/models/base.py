@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from hiere.config import coerce_value
 from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
 from hiere.errors import HiereConfigError
@@ -80,7 +82,8 @@ class ModelConfig:
         unknown = sorted(set(values) - known - {"name"})
         if unknown:
             raise HiereConfigError(f"unknown model keys {unknown} for {cls.__qualname__}; known: {sorted(known)}")
-        return cls(**{k: v for k, v in values.items() if k in known})
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: coerce_value(f"model.{k}", v, hints[k]) for k, v in values.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
