@@ -20,7 +20,7 @@ Pairs (reference checkout -> hiere config):
 
 The two runs go one after the other (``--side reference|hiere`` runs one of them), each with ``--threads``
 torch threads (``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` for the reference, ``trainer.num_threads`` for hiere),
-no GPU. Every output line of the reference is stored with its time in ``OUT/reference.log``; hiere is
+no GPU. hiere runs from this checkout's ``src`` (so a worktree at a fixed commit measures that commit). Every output line of the reference is stored with its time in ``OUT/reference.log``; hiere is
 ``hiere train`` itself (``OUT/hiere/`` is its model directory, ``--resume`` continues it). Printed for both:
 dev metric per epoch, final test figures (bag pairs), training throughput, prediction throughput, peak RSS.
 """
@@ -227,7 +227,7 @@ def run_hiere(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         command += ["--set", item]
     if (model_dir / "checkpoint" / "last.pt").exists():
         command.append("--resume")
-    run = run_logged(command, ROOT, out / "hiere_train.log", thread_env(args.threads))
+    run = run_logged(command, ROOT, out / "hiere_train.log", thread_env(args.threads, ROOT / "src"))
     history = json.loads((model_dir / "history.json").read_text())
     epochs = []
     for record in history:
@@ -250,7 +250,7 @@ def predict_hiere(args: argparse.Namespace, model_dir: Path, out: Path) -> dict[
         source.write_text(json.dumps(documents))
     command = [sys.executable, "-m", "hiere", "predict", str(model_dir), str(source),
                "-o", str(out / "hiere_pred.json")]
-    run = run_logged(command, ROOT, out / "hiere_predict.log", thread_env(args.threads))
+    run = run_logged(command, ROOT, out / "hiere_predict.log", thread_env(args.threads, ROOT / "src"))
     return {"predict_seconds": run["wall_seconds"], "predict_peak_rss_mb": run["peak_rss_mb"]}
 
 
