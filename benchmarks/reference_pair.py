@@ -20,9 +20,10 @@ Pairs (reference checkout -> hiere config):
 
 The two runs go one after the other (``--side reference|hiere`` runs one of them), each with ``--threads``
 torch threads (``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` for the reference, ``trainer.num_threads`` for hiere),
-no GPU. hiere runs from this checkout's ``src`` (so a worktree at a fixed commit measures that commit). Every output line of the reference is stored with its time in ``OUT/reference.log``; hiere is
-``hiere train`` itself (``OUT/hiere/`` is its model directory, ``--resume`` continues it). Printed for both:
-dev metric per epoch, final test figures (bag pairs), training throughput, prediction throughput, peak RSS.
+no GPU, fp32. hiere runs from this checkout's ``src``, so a worktree at a fixed commit measures that commit.
+Every output line of the reference is stored with its time in ``OUT/reference.log``; hiere is ``hiere train``
+itself (``OUT/hiere/`` is its model directory, ``--resume`` continues it). Printed for both: dev metric per
+epoch, final test figures (bag pairs), training throughput, prediction throughput, peak RSS.
 """
 
 from __future__ import annotations
