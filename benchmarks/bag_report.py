@@ -27,6 +27,12 @@ def mean_std(values: list[float | None], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
+def mean_of(values: list[float | None], digits: int) -> str:
+    """Mean of the values that are not None (``n/a`` when there are none)."""
+    values = [v for v in values if v is not None]
+    return f"{statistics.mean(values):.{digits}f}" if values else "n/a"
+
+
 def print_ranking_table(rows: list[dict], models: Iterable[str], cost_digits: int = 0) -> None:
     """One line per model: seeds, test ranking metrics (mean ± std), best epochs, throughput, memory."""
     header = ["model", "seeds", *(name for _, name in RANKING_KEYS), "best epoch", "train sent/s", "infer sent/s",
@@ -40,5 +46,5 @@ def print_ranking_table(rows: list[dict], models: Iterable[str], cost_digits: in
         cells = [model_key, ",".join(str(r["seed"]) for r in runs)]
         cells += [mean_std([r["test"].get(key) for r in runs]) for key, _ in RANKING_KEYS]
         cells.append(",".join(str(r["best_epoch"]) for r in runs))
-        cells += [f"{statistics.mean(r[key] for r in runs):.{cost_digits}f}" for key in COST_KEYS]
+        cells += [mean_of([r.get(key) for r in runs], cost_digits) for key in COST_KEYS]
         print("| " + " | ".join(cells) + " |")

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT, Outcome, Run, find_training, machine, run_queue, train_command
+
 DATA = ROOT.parent / "shared" / "data" / "redocred"
 
 MAIN = {
@@ -52,26 +50,6 @@ TRANSFORMER = {
     "kmgre_bilinear": ("configs/kmgre_redocred.yaml", ["model.extractor=bilinear"]),
 }
 GROUPS = {"ablations": ABLATIONS, "transformer": TRANSFORMER}
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "load_average": os.getloadavg(),
-    }
 
 
 def finished(run_dir: Path, epochs: int) -> bool:
@@ -119,31 +97,6 @@ def predict_only(model_dir: str, data: str, start: int, end: int, threads: int) 
     print(json.dumps({"docs": len(documents), "seconds": seconds, "records": len(records), "explained": explained}))
 
 
-def external_training(run_dir: Path) -> int | None:
-    """Pid of a ``hiere train ... -o run_dir`` process not started by this script (an earlier, stopped
-    instance of it), or None."""
-    for folder in Path("/proc").iterdir():
-        if not folder.name.isdigit() or int(folder.name) == os.getpid():
-            continue
-        try:
-            arguments = (folder / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"train" in arguments and str(run_dir).encode() in arguments and b"-o" in arguments:
-            return int(folder.name)
-    return None
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def dev_bce(model_dirs: list[str], data: str, start: int, end: int) -> None:
     """Diagnosis: per (pair, relation) BCE of saved models on documents ``[start, end)``, the mean score of
     gold facts vs the other cells, and the BCE of the constant base-rate predictor of the training split."""
@@ -181,11 +134,6 @@ def dev_bce(model_dirs: list[str], data: str, start: int, end: int) -> None:
     rates = [c / n_pairs for c in counts]
     entropy = [0.0 if p in (0.0, 1.0) else -(p * math.log(p) + (1 - p) * math.log(1 - p)) for p in rates]
     print(f"constant base-rate predictor ({n_pairs} training pairs): BCE {sum(entropy) / len(entropy):.4f}")
-
-
-def launch(command: list[str], log: Path) -> subprocess.Popen:
-    handle = log.open("w")
-    return subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def main() -> None:
@@ -231,30 +179,18 @@ def main() -> None:
     command_line = " ".join([sys.executable, *sys.argv])
     print(f"command: {command_line}\nmachine: {machine()}", flush=True)
 
-    queue = []
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if args.order == "seed":
         order = [(seed, name) for seed in args.seeds for name in names]
     else:
         order = [(seed, name) for name in names for seed in args.seeds]
+    queue = []
     for seed, name in order:
         run_dir = out / f"{name}_s{seed}"
         config, own = (configs[name], []) if isinstance(configs[name], str) else configs[name]
-        train = [
-            sys.executable,
-            "-m",
-            "hiere",
-            "train",
-            config,
-            "-o",
-            str(run_dir),
-            "--set",
-            f"trainer.epochs={args.epochs}",
-            "--set",
-            f"trainer.seed={seed}",
-            "--set",
-            "trainer.progress=false",
-            *[x for o in [*args.overrides, *own] for x in ("--set", o)],
-        ]
+        overrides = [f"trainer.epochs={args.epochs}", f"trainer.seed={seed}", "trainer.progress=false",
+                     *args.overrides, *own]
         predict = [
             sys.executable,
             str(Path(__file__).resolve()),
@@ -266,98 +202,47 @@ def main() -> None:
             "450",
             "500",
         ]
-        queue.append(
-            {
-                "name": name,
-                "seed": seed,
-                "dir": run_dir,
-                "steps": [("train", train), ("predict", predict)],
-            }
-        )
+        key = run_dir.name
+        entry = results.get(key, {})
+        if finished(run_dir, args.epochs) and "predict_docs_per_second" in entry:
+            continue
+        steps = [("train", train_command(config, run_dir, overrides)), ("predict", predict)]
+        if finished(run_dir, args.epochs):
+            results.setdefault(key, {"setting": name, "seed": seed}).update(train_record(run_dir))
+            steps.pop(0)
+        adopted = find_training(run_dir) if steps[0][0] == "train" else None
+        queue.append(Run(key, out, steps, adopted, {"name": name, "seed": seed, "dir": run_dir}))
 
-    results_path = out / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    running: dict[int, tuple[dict, str, float, subprocess.Popen]] = {}
-
-    def complete(run: dict) -> bool:
-        entry = results.get(f"{run['name']}_s{run['seed']}", {})
-        return finished(run["dir"], args.epochs) and "predict_docs_per_second" in entry
-
-    pending = [run for run in queue if not complete(run)]
-
-    def start(run: dict) -> None:
-        phase, command = run["steps"].pop(0)
-        if phase == "train" and finished(run["dir"], args.epochs):
-            key = f"{run['name']}_s{run['seed']}"
-            results.setdefault(key, {"setting": run["name"], "seed": run["seed"]}).update(train_record(run["dir"]))
-            phase, command = run["steps"].pop(0)
-        run["dir"].mkdir(parents=True, exist_ok=True)
-        process = launch(command, run["dir"].parent / f"{run['dir'].name}.{phase}.log")
-        running[process.pid] = (run, phase, time.perf_counter(), process)
-        print(
-            f"{time.strftime('%H:%M:%S')} start {phase} {run['name']} seed {run['seed']}: {' '.join(command)}",
-            flush=True,
-        )
-
-    adopted: dict[int, tuple[dict, float | None]] = {}  # training processes of an earlier instance
-    for run in list(pending):
-        pid = external_training(run["dir"])
-        if pid is not None:
-            pending.remove(run)
-            run["steps"].pop(0)
-            adopted[pid] = (run, peak_rss_mb(pid))
-            print(f"{time.strftime('%H:%M:%S')} adopted running training {run['dir'].name} (pid {pid})", flush=True)
-
-    while pending or running or adopted:
-        while pending and len(running) + len(adopted) < args.jobs:
-            start(pending.pop(0))
-        for pid, (run, peak) in list(adopted.items()):
-            if Path(f"/proc/{pid}").exists():
-                adopted[pid] = (run, peak_rss_mb(pid) or peak)
-                continue
-            del adopted[pid]
-            key = f"{run['name']}_s{run['seed']}"
-            entry = results.setdefault(key, {"setting": run["name"], "seed": run["seed"]})
+    def on_done(run: Run, outcome: Outcome) -> bool:
+        entry = results.setdefault(run.key, {"setting": run.info["name"], "seed": run.info["seed"]})
+        phase, peak = outcome.phase, outcome.peak_rss_mb
+        go_on = False
+        if outcome.exit_code is None:  # a training adopted from an earlier instance
             entry["train_peak_rss_mb"] = round(peak, 1) if peak else None
-            if finished(run["dir"], args.epochs):
-                entry.update(train_record(run["dir"]))
-                pending.insert(0, run)
+            go_on = finished(run.info["dir"], args.epochs)
+            if go_on:
+                entry.update(train_record(run.info["dir"]))
             else:
                 entry["error"] = "adopted training ended without a finished model"
-            print(f"{time.strftime('%H:%M:%S')} adopted training {key} ended", flush=True)
-            results_path.write_text(json.dumps(results, indent=1))
-        pid, status, usage = os.wait4(-1, os.WNOHANG) if running else (0, 0, None)
-        if pid == 0:
-            time.sleep(5)
-            continue
-        if pid not in running:
-            continue
-        run, phase, started, process = running.pop(pid)
-        wall = time.perf_counter() - started
-        key = f"{run['name']}_s{run['seed']}"
-        entry = results.setdefault(key, {"setting": run["name"], "seed": run["seed"]})
-        entry[f"{phase}_wall_seconds"] = round(wall, 1)
-        entry[f"{phase}_peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-        code = os.waitstatus_to_exitcode(status)
-        print(
-            f"{time.strftime('%H:%M:%S')} done {phase} {key}: exit {code}, {wall:.0f} s, "
-            f"peak {usage.ru_maxrss / 1024:.0f} MB",
-            flush=True,
-        )
-        if code != 0:
-            entry["error"] = f"{phase} exit {code} (see {run['dir'].name}.{phase}.log)"
-        elif phase == "train":
-            entry.update(train_record(run["dir"]))
-            pending.insert(0, run)
         else:
-            log_lines = (run["dir"].parent / f"{run['dir'].name}.predict.log").read_text().strip().splitlines()
-            measured = json.loads(log_lines[-1])
-            entry.update(
-                predict_docs_per_second=measured["docs"] / measured["seconds"],
-                predict_records=measured["records"],
-                predict_explained=measured["explained"],
-            )
+            entry[f"{phase}_wall_seconds"] = round(outcome.wall_seconds, 1)
+            entry[f"{phase}_peak_rss_mb"] = round(peak, 1)
+            if outcome.exit_code != 0:
+                entry["error"] = f"{phase} exit {outcome.exit_code} (see {run.log(phase).name})"
+            elif phase == "train":
+                entry.update(train_record(run.info["dir"]))
+                go_on = True
+            else:
+                measured = json.loads(run.log(phase).read_text().strip().splitlines()[-1])
+                entry.update(
+                    predict_docs_per_second=measured["docs"] / measured["seconds"],
+                    predict_records=measured["records"],
+                    predict_explained=measured["explained"],
+                )
         results_path.write_text(json.dumps(results, indent=1))
+        return go_on
+
+    run_queue(queue, args.jobs, on_done)
 
     summary = summarize(results, names, command_line)
     (out / "summary.md").write_text(summary)
