@@ -220,6 +220,11 @@ def hiere_overrides(args: argparse.Namespace) -> list[str]:
     return settings + list(args.set)
 
 
+def percent(value: float | None) -> float | None:
+    """hiere's document F1 is a fraction; the ATLOP scorer prints percent."""
+    return None if value is None else 100.0 * value
+
+
 def run_hiere(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     config, _ = HIERE[args.pair]
     model_dir = out / "hiere"
@@ -234,7 +239,8 @@ def run_hiere(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     for record in history:
         dev = record.get("dev", {})
         epochs.append({"epoch": record["epoch"], "train_seconds": record["train_seconds"],
-                       "dev_pr_auc": dev.get("pr_auc"), "dev_f1": dev.get("f1"), "dev_ign_f1": dev.get("ign_f1")})
+                       "dev_pr_auc": dev.get("pr_auc"), "dev_f1": percent(dev.get("f1")),
+                       "dev_ign_f1": percent(dev.get("ign_f1"))})
     test_path = model_dir / "test_metrics.json"
     test = json.loads(test_path.read_text()) if test_path.exists() else {}
     predict = predict_hiere(args, model_dir, out)
@@ -283,6 +289,10 @@ def units(args: argparse.Namespace) -> tuple[str, int, int]:
 def report(args: argparse.Namespace, out: Path) -> None:
     results = {side: json.loads((out / f"{side}.json").read_text()) for side in ("reference", "hiere")
                if (out / f"{side}.json").exists()}
+    for epoch in results.get("hiere", {}).get("epochs", []):
+        for key in ("dev_f1", "dev_ign_f1"):
+            if epoch.get(key) is not None and epoch[key] <= 1.0:  # a hiere.json written before percent()
+                epoch[key] = percent(epoch[key])
     metric = "dev_f1" if args.pair == "atlop" else "dev_pr_auc"
     unit, train_units, predict_units = units(args)
     print(f"pair {args.pair}, seed {args.seed}, {args.threads} thread(s); machine: {results.get('machine', machine())}")
@@ -302,7 +312,7 @@ def report(args: argparse.Namespace, out: Path) -> None:
     for side in sides:
         result = results[side]
         epochs = result["epochs"]
-        best = max((e.get(metric) or 0.0 for e in epochs), default=0.0)
+        best = max((e.get(metric) or 0.0 for e in epochs), default=0.0)  # PR-AUC, or F1 in percent
         train_seconds = sum(e["train_seconds"] for e in epochs)
         train_rate = train_units * len(epochs) / train_seconds if train_seconds else 0.0
         test = result.get("test", {})
