@@ -462,3 +462,87 @@ def test_two_training_steps_through_the_trainer(tmp_path, name):
     for record in records:
         weights = record["attention"]["weights"]
         assert len(weights) == levels and all(sum(level) == pytest.approx(1.0, abs=1e-4) for level in weights)
+
+
+# ---------------------------------------------------------------- HNRE warm start (init_from)
+
+
+def saved(model, folder: Path) -> Path:
+    from hiere.training.checkpoint import save_model_dir
+
+    save_model_dir(model, {"model": {"name": model.name, **model.config.to_dict()}}, 0.5, folder)
+    return folder
+
+
+def test_hnre_warm_start_from_pcnn_att_scores_like_its_source(tmp_path, train_bags, pair_bags, relations):
+    """One level, same encoder: the warm-started HNRE is the trained PCNN+ATT, so test scores agree."""
+    from hiere.models.bag.hnre import warm_start
+
+    source = build("pcnn_att", train_bags, relations, seed=3).eval()
+    hnre = build("hnre", train_bags, relations, seed=4, levels=1, max_length=128).eval()
+    batch = batch_of(source, pair_bags[:6])
+    assert not torch.allclose(hnre(batch)["scores"], source(batch)["scores"])
+    copied = warm_start(hnre, saved(source, tmp_path / "pcnn_att"))
+    assert copied["repeat"] == 1 and copied["levels"] == 1 and copied["words"] == len(hnre.resources.vocabs["words"])
+    torch.testing.assert_close(hnre(batch)["scores"], source(batch)["scores"])
+
+
+def test_hnre_pcnn_warm_start_from_cnn_att_repeats_queries_and_classifier(tmp_path, train_bags, relations):
+    """The released recipe: a CNN's weights seed PCNN-HATT, queries and classifier repeated per piece and
+    per level; coarser nodes start from the mean of their relations' queries."""
+    from hiere.models.bag.hnre import warm_start
+
+    source = build("cnn_att", train_bags, relations, seed=3, hidden=8)
+    hnre = build("hnre", train_bags, relations, seed=4, encoder="pcnn", hidden=8, max_length=128)
+    warm_start(hnre, saved(source, tmp_path / "cnn_att"))
+    torch.testing.assert_close(hnre.encoder.conv.weight, source.encoder.conv.weight)
+    torch.testing.assert_close(hnre.encoder.pos_head_embedding.weight, source.encoder.pos_head_embedding.weight)
+    queries = source.relation_queries.detach()  # (R, 8)
+    torch.testing.assert_close(hnre.level_queries[0].detach()[hnre.chains[:, 0]], queries.repeat(1, 3))
+    coarse = hnre.chains[:, 2]  # /domain nodes
+    node = int(coarse[1])
+    members = (coarse == node).nonzero(as_tuple=True)[0]
+    torch.testing.assert_close(hnre.level_queries[2].detach()[node], queries[members].mean(0).repeat(3))
+    weight = hnre.classifier.weight.detach().reshape(len(relations), 3, 24)
+    for level in range(3):
+        torch.testing.assert_close(weight[:, level], source.classifier.weight.detach().repeat(1, 3))
+    torch.testing.assert_close(hnre.classifier.bias, source.classifier.bias)
+
+
+def test_hnre_warm_start_errors_name_the_setting(tmp_path, train_bags, relations):
+    from hiere.errors import HiereConfigError
+    from hiere.models.bag.hnre import warm_start
+
+    hnre = build("hnre", train_bags, relations, encoder="pcnn", hidden=8, max_length=128)
+    with pytest.raises(HiereConfigError, match="model.init_from: .* is not a directory"):
+        warm_start(hnre, tmp_path / "missing")
+    other_window = saved(build("cnn_att", train_bags, relations, window=5, hidden=8), tmp_path / "window5")
+    with pytest.raises(HiereConfigError, match=r"encoder weight conv.weight has shape"):
+        warm_start(hnre, other_window)
+    few = RelationMap(relations.relations[:10])
+    fewer = saved(build("cnn_att", train_bags[:3], few, hidden=8), tmp_path / "few")
+    with pytest.raises(HiereConfigError, match="relations differ"):
+        warm_start(hnre, fewer)
+
+
+def test_hnre_init_from_through_the_trainer(tmp_path):
+    """``model.init_from`` in a config: the new run starts from the trained model's weights, logged."""
+    from hiere.config import resolve
+    from hiere.training.checkpoint import load_model_dir
+    from hiere.training.trainer import train
+
+    def config(name: str, **model):
+        return resolve({
+            "model": {"name": name, **SMALL, "max_length": 128, **model},
+            "data": {"train": str(NYT10 / "nyt10sub_train90.txt"), "train_slice": [0, 24],
+                     "dev": str(NYT10 / "nyt10sub_val10.txt"), "dev_slice": [0, 8],
+                     "relations": str(NYT10 / "nyt10_rel2id.json")},
+            "trainer": {"epochs": 1, "max_steps": 1, "batch_size": 8, "optimizer": "sgd", "lr": 1e-12,
+                        "momentum": 0.0, "device": "cpu", "progress": False},
+        })
+
+    source_dir = train(config("pcnn_att"), tmp_path / "pcnn_att")
+    hnre_dir = train(config("hnre", init_from=str(source_dir)), tmp_path / "hnre")
+    source, hnre = load_model_dir(source_dir)[0], load_model_dir(hnre_dir)[0]
+    torch.testing.assert_close(hnre.encoder.conv.weight, source.encoder.conv.weight)  # lr ~0: still the copy
+    assert "warm start from" in (hnre_dir / "train.log").read_text()

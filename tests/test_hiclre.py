@@ -382,3 +382,71 @@ def test_trainer_round_trip(tmp_path, monkeypatch):
     again = load(out, device="cpu").predict(bags)
     assert [r["score"] for r in records] == [r["score"] for r in again]
     assert (out / "test_metrics.json").exists()
+
+
+# ---------------------------------------------------------------- recipe: paper | released
+
+
+def test_recipe_sets_loss_weights_and_temperature(train_bags, relations):
+    paper = build("hiclre", train_bags, relations)
+    released = build("hiclre", train_bags, relations, recipe="released")
+    assert (paper.config.lambdas, paper.config.temperature) == ([0.4, 0.4, 0.1, 0.1], 0.05)
+    assert released.config.lambdas == pytest.approx([0.025, 0.025, 0.4, 0.4]) and released.config.temperature == 0.75
+    own = build("hiclre", train_bags, relations, recipe="released", temperature=0.1)  # explicit values win
+    assert own.config.temperature == 0.1 and own.config.lambdas == pytest.approx([0.025, 0.025, 0.4, 0.4])
+    with pytest.raises(HiereConfigError, match="model.recipe must be one of"):
+        build("hiclre", train_bags, relations, recipe="code")
+
+
+def test_released_recontextualization_has_no_parameters_and_runs_in_training_only(train_bags, relations):
+    released = build("hiclre", train_bags, relations, recipe="released", seed=2)
+    plain = build("hiclre", train_bags, relations, recontextualization=False, seed=2)
+    assert not hasattr(released, "bag_level")
+    assert sum(p.numel() for p in released.parameters()) == sum(p.numel() for p in plain.parameters())
+    batch = batch_of(released, train_bags)
+    released.eval(), plain.eval()
+    with torch.no_grad():  # same weights, inference without the recontextualization: identical scores
+        torch.testing.assert_close(released(batch)["scores"], plain(batch)["scores"])
+    released.train(), plain.train()
+    torch.manual_seed(0)
+    output = released(batch)
+    torch.manual_seed(0)
+    assert not torch.allclose(output["loss_terms"]["task"], plain(batch)["loss_terms"]["task"])  # training differs
+    terms, lambdas = output["loss_terms"], released.config.lambdas
+    expected = sum(w * terms[k] for w, k in zip(lambdas, ("entity_info_nce", "sentence_info_nce", "bag_info_nce",
+                                                            "task"), strict=True))
+    assert torch.isclose(output["loss"].detach(), expected, atol=1e-5)
+    output["loss"].backward()
+    assert released.encoder.transformer.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_released_recontextualization_by_hand(train_bags, relations):
+    """One group of two sentences: b⁺, h_S⁺, h_E⁺ and the bag (Σ b⁺ + Σ α⁺ h_S⁺) / 2 computed directly."""
+    model = build("hiclre", train_bags, relations, recipe="released")
+    torch.manual_seed(1)
+    d = model.hidden_size
+    h_E, h_S = torch.randn(3, d) * 0.1, torch.randn(3, d) * 0.1
+    membership = torch.tensor([[True, True, False]])
+    alpha = torch.tensor([[0.3, 0.7, 0.0]])
+    labels = torch.tensor([2])
+    E_plus, S_plus, h_B = model.released_recontextualize(h_E, h_S, alpha, membership, labels)
+    E, S = h_E[:2], h_S[:2]
+    b = alpha[0, :2, None] * S
+
+    def attend(q, k, v):
+        return torch.softmax(q @ k.T, dim=-1) @ v
+
+    b_plus, s_plus, e_plus = b + attend(S, E, b), S + attend(b, E, S), E + attend(b, S, E)
+    torch.testing.assert_close(S_plus[0, :2], s_plus)
+    torch.testing.assert_close(E_plus[0, :2], e_plus)
+    query = model.relation_queries[2].detach()
+    alpha_plus = torch.softmax(s_plus @ query, dim=0)
+    torch.testing.assert_close(h_B[0].detach(), ((b_plus.sum(0) + alpha_plus @ s_plus) / 2).detach())
+
+
+def test_gradient_normalisation_per_row_or_per_batch():
+    from hiere.models.bag.hiclre import normalise_gradient
+
+    g = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    torch.testing.assert_close(normalise_gradient(g, "paper"), torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+    torch.testing.assert_close(normalise_gradient(g, "released"), g / math.sqrt(26.0))

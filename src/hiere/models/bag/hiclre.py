@@ -36,6 +36,16 @@ buffers sized by the training set (``resources.extra``) plus the epoch each row 
 its bag's slot, found by the bag key (head id, tail id, relations) at featurization. ``u`` is the trainer
 epoch (:meth:`on_epoch_start`); ``T = model.total_epochs`` (set it to ``trainer.epochs``).
 
+Two readings (``recipe``): ``paper`` (the default) is the text above. ``released`` follows the authors' code
+(MatNLP/HiCLRE, ``hiclre/model/bag_attention.py`` and ``hiclre/framework/bag_re.py``) where it differs from
+the text: loss weights 0.4 task / 0.4 bag / 0.1 · ¼ sentence / 0.1 · ¼ entity, i.e. ``lambdas`` (entity,
+sentence, bag, task) = [0.025, 0.025, 0.4, 0.4], and τ = 0.75 (paper: λ = 0.4/0.4/0.1/0.1 with the task loss
+at 0.1, τ = 0.05); the recontextualization has no parameters — each level adds an unscaled, unprojected
+``softmax(QKᵀ) V`` (same query/key/value levels) as a residual, and the bag level is the mean of the
+enhanced shares and a fresh selective attention over the enhanced sentences — and it runs in training only
+(inference is BERT+ATT's); eq. 13 divides the gradient by the norm of the whole batch's gradient, not each
+row's. Explicit ``lambdas`` / ``temperature`` override either recipe.
+
 Ablations (Table 3): ``recontextualization: false`` (-Multi-Gra. Recontext.), ``contrastive: false``
 (-Three-level CL), ``{entity,sentence,bag}_{gradient,memory}: false`` (-gradient / -memory per level).
 Explanations: per relation, the selective attention over the sentences and the bag level's cross-level
@@ -45,7 +55,7 @@ attention folded onto the sentences (how much each sentence's share reaches ``h'
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -66,17 +76,22 @@ from hiere.models.bag.common import (
 from hiere.models.base import Resources
 
 LEVELS = ("entity", "sentence", "bag")
+RECIPES = {  # recipe -> (lambdas [entity, sentence, bag, task], temperature)
+    "paper": ([0.4, 0.4, 0.1, 0.1], 0.05),  # eq. 17 and Sec. 4.2
+    "released": ([0.1 / 4, 0.1 / 4, 0.4, 0.4], 0.75),  # the authors' code (bag_re.py)
+}
 RELATION_CHUNK = 8  # relations recontextualized at once at inference (bounds the (n_sent, n_sent) maps)
 
 
 @dataclass
 class HiCLREConfig(BertAttConfig):
+    recipe: str = "paper"  # paper | released (the authors' code; see the module docstring)
     recontextualization: bool = True  # Sec. 3.3; false = Table 3 "-Multi-Gra. Recontext."
     heads: int = 4  # heads of each level's cross-level attention (eq. 9)
     mlp_ratio: int = 4  # position-wise MLP width / d (eq. 10)
     contrastive: bool = True  # Sec. 3.4; false = Table 3 "-Three-level CL"
-    temperature: float = 0.05  # τ of eq. 16 (paper)
-    lambdas: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.1, 0.1])  # λ1..λ4 of eq. 17 (paper)
+    temperature: float | None = None  # τ of eq. 16; None: the recipe's (paper 0.05, released 0.75)
+    lambdas: list[float] | None = None  # λ1..λ4 of eq. 17; None: the recipe's (see RECIPES)
     epsilon: float = 2.0  # ε of eq. 13 (paper)
     total_epochs: int = 5  # T of eq. 14 (paper: 5 epochs); set to trainer.epochs
     entity_gradient: bool = True  # eq. 13 term at the entity level
@@ -88,6 +103,13 @@ class HiCLREConfig(BertAttConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.recipe not in RECIPES:
+            raise HiereConfigError(f"model.recipe must be one of {tuple(RECIPES)}, got {self.recipe!r}")
+        lambdas, temperature = RECIPES[self.recipe]
+        if self.lambdas is None:
+            self.lambdas = list(lambdas)
+        if self.temperature is None:
+            self.temperature = temperature
         if len(self.lambdas) != 4 or any(value < 0 for value in self.lambdas):
             raise HiereConfigError(f"model.lambdas must be 4 non-negative weights (eq. 17), got {self.lambdas!r}")
         if self.temperature <= 0:
@@ -136,7 +158,7 @@ class HiCLRE(BertAtt):
         d = self.hidden_size
         if d % config.heads:
             raise HiereConfigError(f"model.heads={config.heads} must divide the encoder's hidden size {d}")
-        if config.recontextualization:
+        if config.recontextualization and config.recipe == "paper":
             self.entity_level = LevelRecontextualization(d, config.heads, config.mlp_ratio)
             self.sentence_level = LevelRecontextualization(d, config.heads, config.mlp_ratio)
             self.bag_level = LevelRecontextualization(d, config.heads, config.mlp_ratio)
@@ -221,6 +243,37 @@ class HiCLRE(BertAtt):
         h_E, h_D = (h_e1 + h_e2) / 2, (h_e1 - h_e2) / 2
         return h_E, h_D, self.sentence_representation(h_E + h_D, h_E - h_D, h_cls)  # eq. 2
 
+    def released_recontextualize(
+        self, h_E: torch.Tensor, h_S: torch.Tensor, alpha: torch.Tensor, membership: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``recipe: released``: the authors' parameter-free recontextualization, per training group.
+
+        ``b = α h_S`` (the shares of eq. 3); ``b⁺ = b + A(h_S, h_E, b)``, ``h_S⁺ = h_S + A(b, h_E, h_S)``,
+        ``h_E⁺ = h_E + A(b, h_S, h_E)`` with ``A(Q, K, V) = softmax(Q Kᵀ) V`` inside each group; the bag is
+        ``(Σ b⁺ + Σ α⁺ h_S⁺) / 2`` with ``α⁺`` the gold query's selective attention over ``h_S⁺``.
+        ``h_E``, ``h_S`` (n_sent, d), ``alpha``/``membership`` (G, n_sent) -> (G, n_sent, d) x2, (G, d).
+        """
+        allowed = membership.unsqueeze(2) & membership.unsqueeze(1)  # (G, n_sent, n_sent)
+        allowed = allowed | torch.eye(membership.shape[1], dtype=torch.bool, device=allowed.device)
+
+        def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+            logits = (query @ key.transpose(1, 2)).masked_fill(~allowed, float("-inf"))  # (G, n_sent, n_sent)
+            return torch.softmax(logits, dim=-1) @ value
+
+        views = alpha.shape[0]
+        E, S = h_E.expand(views, -1, -1), h_S.expand(views, -1, -1)  # (G, n_sent, d)
+        b = alpha.unsqueeze(-1) * S
+        inside = membership.unsqueeze(-1).to(S.dtype)  # (G, n_sent, 1): only the group's own sentences count
+        b_plus = (b + attend(S, E, b)) * inside
+        S_plus = S + attend(b, E, S)
+        E_plus = E + attend(b, S, E)
+        queries = self.relation_queries[labels]  # (G, d)
+        scores = torch.einsum("gd,gnd->gn", queries, S_plus).masked_fill(~membership, float("-inf"))
+        alpha_plus = torch.softmax(scores, dim=-1)  # (G, n_sent)
+        h_B = (b_plus.sum(1) + torch.einsum("gn,gnd->gd", alpha_plus, S_plus)) / 2  # (G, d)
+        return E_plus, S_plus, h_B
+
     # ---------------------------------------------------------------- forward
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +283,10 @@ class HiCLRE(BertAtt):
         n_bags = batch["bag_labels"].shape[0]
         membership, labels, bag_rows = training_groups(batch, self.config.training_bags)  # (G, n_sent)
         h_B, alpha = selective_attention(self.relation_queries[labels], h_S, membership)  # eqs. 3-5
-        if self.config.recontextualization:
+        if self.config.recontextualization and self.config.recipe == "released":
+            level_E, level_S, level_B = self.released_recontextualize(h_E, h_S, alpha, membership, labels)
+            group_index, sentence_index = membership.nonzero(as_tuple=True)
+        elif self.config.recontextualization:
             allowed = membership.unsqueeze(2) & membership.unsqueeze(1)  # (G, n_sent, n_sent)
             allowed = allowed | torch.eye(membership.shape[1], dtype=torch.bool, device=allowed.device)
             blocked = (~allowed).repeat_interleave(self.config.heads, dim=0)  # (G * heads, n_sent, n_sent)
@@ -301,7 +357,7 @@ class HiCLRE(BertAtt):
             perturbation = torch.zeros_like(anchor)
             if level in gradients:
                 g = rows(level, gradients[level]).float()
-                perturbation = perturbation + self.config.epsilon * g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                perturbation = perturbation + self.config.epsilon * normalise_gradient(g, self.config.recipe)
             if self.config.uses(level, "memory"):
                 perturbation = perturbation + self.inertia_weight(level, anchor.detach(), slots[level])  # eq. 15
             positive = anchor + perturbation.detach()  # pseudo-positive h' = h + pt_adv
@@ -335,7 +391,7 @@ class HiCLRE(BertAtt):
         membership = bag_membership(batch["sentence_bag"], n_bags)  # (n_bags, n_sent)
         bags, weights = all_query_attention(self.relation_queries, h_S, membership)  # (n_bags, R, d), (n_bags, R, n)
         relations = self.relations.relations
-        if not self.config.recontextualization:
+        if not self.config.recontextualization or self.config.recipe == "released":  # released: training only
             scores = torch.softmax(self.classifier(bags), dim=-1).diagonal(dim1=1, dim2=2)  # (n_bags, R)
             names = [["sentence_attention"] for _ in relations]
             return {
@@ -366,6 +422,13 @@ class HiCLRE(BertAtt):
             "scores": scores,
             "explanations": attention_explanations(relations, names, levels, membership),
         }
+
+
+def normalise_gradient(g: torch.Tensor, recipe: str) -> torch.Tensor:
+    """Eq. 13's ``g / ‖g‖``: each row by its own norm (paper) or the whole batch by one norm (released)."""
+    if recipe == "released":
+        return g / g.norm().clamp_min(1e-12)
+    return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def bag_key(bag: Bag) -> str:
