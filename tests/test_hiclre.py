@@ -450,3 +450,54 @@ def test_gradient_normalisation_per_row_or_per_batch():
     g = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
     torch.testing.assert_close(normalise_gradient(g, "paper"), torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
     torch.testing.assert_close(normalise_gradient(g, "released"), g / math.sqrt(26.0))
+
+
+# ---------------------------------------------------------------- bert_att: OpenNRE's readings as switches
+
+
+def test_entity_start_pooling_marks_and_reads_the_start_markers(train_bags, relations):
+    """pooling: entity_start (OpenNRE's BERTEntityEncoder): [unused0] head [unused1], [unused2] tail [unused3];
+    the sentence vector is W_E [h_<unused0> ‖ h_<unused2>] of size 2d."""
+    model = build("bert_att", train_bags, relations, pooling="entity_start", attention_query="classifier")
+    tokenizer = model.encoder.tokenizer
+    head_start, head_end, tail_start, tail_end = tokenizer.convert_tokens_to_ids(
+        ["[unused0]", "[unused1]", "[unused2]", "[unused3]"])
+    for bag in train_bags:
+        for sentence, features in zip(bag.sentences, model.featurize(bag)["sentences"], strict=True):
+            ids = features["input_ids"]
+            assert len(ids) <= 32 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+            assert [ids.count(m) for m in (head_start, head_end, tail_start, tail_end)] == [1, 1, 1, 1]
+            assert ids[features["head"][0]] == head_start and ids[features["tail"][0]] == tail_start
+            inside = tokenizer.decode(ids[ids.index(head_start) + 1 : ids.index(head_end)]).replace(" ", "")
+            assert inside and inside in "".join(sentence.tokens[sentence.head[0] : sentence.head[1]]).lower()
+    assert model.sentence_size == 2 * model.hidden_size and not hasattr(model, "relation_queries")
+    batch = batch_of(model, train_bags)
+    model.train()
+    output = model(batch)
+    output["loss"].backward()
+    assert model.W_E.weight.grad.abs().sum() > 0 and model.query_diagonal.grad.abs().sum() > 0
+    model.eval()  # no dropout: two encoder passes agree
+    h_e1, h_e2, _ = model.encode(batch)
+    hidden, _ = model.encoder(batch["input_ids"], batch["attention_mask"])
+    rows = torch.arange(hidden.shape[0])
+    torch.testing.assert_close(h_e1, hidden.float()[rows, batch["head_span"][:, 0]])  # the start marker's state
+    torch.testing.assert_close(model.queries(), model.classifier.weight * model.query_diagonal)
+
+
+def test_fixed_bag_sampling_reads_every_training_bag_at_the_same_size(relations):
+    bags = read_bags(GIDS / "gids_dev.txt", relations, mode="pair_relation", require_labels=True, limit=40)
+    sizes = sorted({bag.size for bag in bags})
+    assert sizes[0] == 1 and sizes[-1] >= 3
+    chosen = [min(bags, key=lambda b: b.size), max(bags, key=lambda b: b.size)]
+    for sampling, expected in (("fixed", [2, 2]), ("cap", [1, 2])):
+        model = build("bert_att", bags, relations, max_bag_sentences=2, bag_sampling=sampling)
+        model.train()
+        batch = model.collate([model.featurize(bag) for bag in chosen])
+        assert torch.bincount(batch["sentence_bag"]).tolist() == expected
+        model.eval()
+        assert torch.bincount(model.collate([model.featurize(b) for b in chosen])["sentence_bag"]).tolist() == [
+            chosen[0].size, chosen[1].size]  # inference reads every sentence
+    with pytest.raises(HiereConfigError, match="model.bag_sampling must be one of"):
+        build("bert_att", bags, relations, bag_sampling="random")
+    with pytest.raises(HiereConfigError, match="model.pooling must be paper for hiclre"):
+        build("hiclre", bags, relations, pooling="entity_start")

@@ -12,6 +12,15 @@ Names follow Sec. 3.2 of Li et al., ACL 2022 (shared/papers/003_aefe03437d9dfad5
 * ``p(r | h_B) = softmax(O)``, ``O = W_r h_B + b_r`` (eqs. 6-7; the outer σ of eq. 7 is left out, as in the
   authors' OpenNRE-based code: squashed logits cannot separate classes) and cross-entropy ``L_task`` (eq. 8).
 
+OpenNRE's BERT+ATT (``example/train_bag_bert.py``, thunlp/OpenNRE) reads the baseline differently; each
+difference is a switch (paper default first): ``pooling: paper | entity_start`` (OpenNRE's
+``BERTEntityEncoder``: ``[unused0]``/``[unused1]`` around the head, ``[unused2]``/``[unused3]`` around the tail,
+the states of the two start markers concatenated and passed through one linear layer, sentence vectors of
+``2d``), ``attention_query: free | classifier`` (OpenNRE: the query of ``r`` is the classifier's row ``W_r``
+times a learned diagonal) and ``bag_sampling: cap | fixed`` (OpenNRE's ``bag_size``: every training bag is
+read as exactly ``max_bag_sentences`` sentences, small bags padded by drawing their sentences again).
+OpenNRE also samples ``bag_size`` sentences per bag at *test* time; hiere always scores every sentence.
+
 Training uses the gold relation's query (OpenNRE training bags); at test time every relation ``r`` builds its
 own bag representation and is scored by ``p(r | S, q_r)``. Explanations: each relation's sentence attention.
 :class:`BertAtt` is also the base of :class:`~hiere.models.bag.hiclre.HiCLRE`.
@@ -39,6 +48,11 @@ from hiere.models.bag.common import (
 )
 from hiere.models.base import HiereModel, ModelConfig, Resources
 
+POOLINGS = ("paper", "entity_start")
+QUERIES = ("free", "classifier")
+BAG_SAMPLINGS = ("cap", "fixed")
+ENTITY_START_MARKERS = ("[unused0]", "[unused1]", "[unused2]", "[unused3]")  # head start/end, tail start/end
+
 
 @dataclass
 class BertAttConfig(ModelConfig):
@@ -51,8 +65,16 @@ class BertAttConfig(ModelConfig):
     # each time they are batched (OpenNRE's bag_size); 0 keeps every sentence. Bounds the memory of a
     # training step: one NYT10 bag has 1,010 sentences. Inference always reads every sentence.
     max_bag_sentences: int = 16
+    pooling: str = "paper"  # paper (eq. 2) | entity_start (OpenNRE's BERTEntityEncoder)
+    attention_query: str = "free"  # free (paper: A r) | classifier (OpenNRE: W_r * learned diagonal)
+    bag_sampling: str = "cap"  # cap: at most max_bag_sentences | fixed: exactly that many (OpenNRE bag_size)
 
     def __post_init__(self) -> None:
+        for key, allowed in (("pooling", POOLINGS), ("attention_query", QUERIES), ("bag_sampling", BAG_SAMPLINGS)):
+            if getattr(self, key) not in allowed:
+                raise HiereConfigError(f"model.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.bag_sampling == "fixed" and self.max_bag_sentences < 1:
+            raise HiereConfigError("model.bag_sampling=fixed needs model.max_bag_sentences >= 1")
         if self.max_bag_sentences < 0:
             raise HiereConfigError(
                 f"model.max_bag_sentences must be 0 (no limit) or positive, got {self.max_bag_sentences}"
@@ -133,15 +155,34 @@ class BertAtt(HiereModel):
         self.encoder = TransformerEncoder(config.encoder, resources.model_dir, config.max_length, pretrained=False)
         d = self.encoder.hidden_size
         n_relations = len(resources.relations)
-        self.W_S = nn.Linear(3 * d, d, bias=False)  # eq. 2
-        self.b_S = nn.Parameter(torch.zeros(d))
-        self.relation_queries = nn.Parameter(torch.empty(n_relations, d))  # A r of eq. 5, one per relation
-        self.classifier = nn.Linear(d, n_relations)  # W_r, b_r of eq. 7
+        if config.pooling == "entity_start":
+            self.start_marker_ids = self.encoder.tokenizer.convert_tokens_to_ids(list(ENTITY_START_MARKERS))
+            if self.encoder.unk_id in self.start_marker_ids:
+                raise HiereConfigError(f"model.pooling=entity_start needs the tokens {ENTITY_START_MARKERS} in the "
+                                       f"encoder's vocabulary ({config.encoder} has none; BERT vocabularies do)")
+            self.W_E = nn.Linear(2 * d, 2 * d)  # OpenNRE's BERTEntityEncoder.linear
+            size = 2 * d
+        else:
+            self.W_S = nn.Linear(3 * d, d, bias=False)  # eq. 2
+            self.b_S = nn.Parameter(torch.zeros(d))
+            nn.init.xavier_uniform_(self.W_S.weight)
+            size = d
+        self.sentence_size = size
+        if config.attention_query == "free":
+            self.relation_queries = nn.Parameter(torch.empty(n_relations, size))  # A r of eq. 5, one per relation
+            nn.init.xavier_uniform_(self.relation_queries)
+        else:
+            self.query_diagonal = nn.Parameter(torch.ones(size))  # OpenNRE's `diag`
+        self.classifier = nn.Linear(size, n_relations)  # W_r, b_r of eq. 7
         self.dropout = nn.Dropout(config.dropout)
-        nn.init.xavier_uniform_(self.relation_queries)
-        nn.init.xavier_uniform_(self.W_S.weight)
         nn.init.xavier_uniform_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
+
+    def queries(self) -> torch.Tensor:
+        """One attention query per relation (n_relations, sentence_size), eq. 5's ``A r``."""
+        if self.config.attention_query == "free":
+            return self.relation_queries
+        return self.classifier.weight * self.query_diagonal
 
     @property
     def hidden_size(self) -> int:
@@ -165,7 +206,10 @@ class BertAtt(HiereModel):
         words = list(sentence.tokens)
         pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
         counts = [max(1, len(p)) for p in pieces]
-        marker_cost = 4 * len(self.encoder.marker_ids) if self.config.entity_markers else 0
+        if self.config.pooling == "entity_start":
+            marker_cost = 4
+        else:
+            marker_cost = 4 * len(self.encoder.marker_ids) if self.config.entity_markers else 0
         ranges = crop_words(counts, sentence.head, sentence.tail, self.encoder.max_length - 2 - marker_cost)
         kept = [index for start, end in ranges for index in range(start, end)]
         position = {word: new for new, word in enumerate(kept)}
@@ -175,6 +219,8 @@ class BertAtt(HiereModel):
             return inside[0], inside[-1] + 1
 
         head, tail = new_span(sentence.head), new_span(sentence.tail)
+        if self.config.pooling == "entity_start":
+            return self.featurize_entity_start([pieces[w] for w in kept], head, tail)
         tokenized = self.encoder.tokenize(
             [words[w] for w in kept], [head, tail] if self.config.entity_markers else None
         )
@@ -184,6 +230,27 @@ class BertAtt(HiereModel):
             "head": (spans[head[0]][0], spans[head[1] - 1][1]),
             "tail": (spans[tail[0]][0], spans[tail[1] - 1][1]),
         }
+
+    def featurize_entity_start(
+        self, pieces: list[list[int]], head: tuple[int, int], tail: tuple[int, int]
+    ) -> dict[str, Any]:
+        """OpenNRE's entity-start input: ``[CLS] .. [unused0] head [unused1] .. [unused2] tail [unused3] .. [SEP]``;
+        the head and tail "spans" are the positions of their start markers (one subword each)."""
+        head_start, head_end, tail_start, tail_end = self.start_marker_ids
+        input_ids, positions = [self.encoder.cls_id], {}
+        for index, word_pieces in enumerate(pieces):
+            for name, span, marker in (("head", head, head_start), ("tail", tail, tail_start)):
+                if index == span[0]:
+                    positions[name] = len(input_ids)
+                    input_ids.append(marker)
+            input_ids.extend(word_pieces or [self.encoder.unk_id])
+            if index == tail[1] - 1:
+                input_ids.append(tail_end)
+            if index == head[1] - 1:
+                input_ids.append(head_end)
+        input_ids.append(self.encoder.sep_id)
+        return {"input_ids": input_ids, "head": (positions["head"], positions["head"] + 1),
+                "tail": (positions["tail"], positions["tail"] + 1)}
 
     def featurize(self, example: Bag) -> dict[str, Any]:
         return {
@@ -199,11 +266,14 @@ class BertAtt(HiereModel):
         if not self.training or cap == 0:
             return features
         sampled = []
+        fixed = self.config.bag_sampling == "fixed"
         for feature in features:
-            if len(feature["sentences"]) <= cap:
+            if len(feature["sentences"]) == cap or (len(feature["sentences"]) < cap and not fixed):
                 sampled.append(feature)
                 continue
             keep = torch.randperm(len(feature["sentences"]))[:cap].sort().values.tolist()
+            if fixed and len(keep) < cap:  # OpenNRE's bag_size: draw the bag's sentences again up to the size
+                keep += torch.randint(len(feature["sentences"]), (cap - len(keep),)).tolist()
             sampled.append(
                 {
                     **feature,
@@ -246,7 +316,10 @@ class BertAtt(HiereModel):
         return entity_mean(hidden, batch["head_span"]), entity_mean(hidden, batch["tail_span"]), hidden[:, 0]
 
     def sentence_representation(self, h_e1: torch.Tensor, h_e2: torch.Tensor, h_cls: torch.Tensor) -> torch.Tensor:
-        """Eq. 2: ``h_S = tanh([h_e1 ‖ h_e2 ‖ h_[CLS]] W_S) + b_S`` -> (n_sent, d)."""
+        """Eq. 2: ``h_S = tanh([h_e1 ‖ h_e2 ‖ h_[CLS]] W_S) + b_S`` -> (n_sent, d); ``pooling: entity_start``:
+        ``[h_<head start> ‖ h_<tail start>] W_E + b_E`` -> (n_sent, 2d) (OpenNRE)."""
+        if self.config.pooling == "entity_start":
+            return self.W_E(torch.cat([h_e1, h_e2], dim=-1))
         return torch.tanh(self.W_S(torch.cat([h_e1, h_e2, h_cls], dim=-1))) + self.b_S
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -255,12 +328,12 @@ class BertAtt(HiereModel):
         n_bags = batch["bag_labels"].shape[0]
         if self.training:
             membership, labels, bag_rows = training_groups(batch, self.config.training_bags)
-            h_B, _ = selective_attention(self.relation_queries[labels], h_S, membership)  # (n_groups, d), eqs. 3-5
+            h_B, _ = selective_attention(self.queries()[labels], h_S, membership)  # (n_groups, d), eqs. 3-5
             logits = self.classifier(self.dropout(h_B))  # (n_groups, R), eq. 7
             loss = nn.functional.cross_entropy(logits, labels)  # eq. 8
             return {"scores": group_scores(logits, bag_rows, n_bags), "loss": loss}
         membership = bag_membership(batch["sentence_bag"], n_bags)  # (n_bags, n_sent)
-        bags, weights = all_query_attention(self.relation_queries, h_S, membership)  # (n_bags, R, d)
+        bags, weights = all_query_attention(self.queries(), h_S, membership)  # (n_bags, R, d)
         probabilities = torch.softmax(self.classifier(bags), dim=-1)  # (n_bags, R, R)
         scores = probabilities.diagonal(dim1=1, dim2=2)  # (n_bags, R): p(r | S, q_r)
         names = [["sentence_attention"] for _ in self.relations.relations]

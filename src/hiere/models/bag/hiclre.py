@@ -156,6 +156,9 @@ class HiCLRE(BertAtt):
     def __init__(self, config: HiCLREConfig, resources: Resources):
         super().__init__(config, resources)
         d = self.hidden_size
+        if config.pooling != "paper":
+            raise HiereConfigError("model.pooling must be paper for hiclre: its levels are eq. 2's entity and "
+                                   "sentence vectors")
         if d % config.heads:
             raise HiereConfigError(f"model.heads={config.heads} must divide the encoder's hidden size {d}")
         if config.recontextualization and config.recipe == "paper":
@@ -268,7 +271,7 @@ class HiCLRE(BertAtt):
         b_plus = (b + attend(S, E, b)) * inside
         S_plus = S + attend(b, E, S)
         E_plus = E + attend(b, S, E)
-        queries = self.relation_queries[labels]  # (G, d)
+        queries = self.queries()[labels]  # (G, d)
         scores = torch.einsum("gd,gnd->gn", queries, S_plus).masked_fill(~membership, float("-inf"))
         alpha_plus = torch.softmax(scores, dim=-1)  # (G, n_sent)
         h_B = (b_plus.sum(1) + torch.einsum("gn,gnd->gd", alpha_plus, S_plus)) / 2  # (G, d)
@@ -282,7 +285,7 @@ class HiCLRE(BertAtt):
         h_E, _, h_S = self.levels(batch)
         n_bags = batch["bag_labels"].shape[0]
         membership, labels, bag_rows = training_groups(batch, self.config.training_bags)  # (G, n_sent)
-        h_B, alpha = selective_attention(self.relation_queries[labels], h_S, membership)  # eqs. 3-5
+        h_B, alpha = selective_attention(self.queries()[labels], h_S, membership)  # eqs. 3-5
         if self.config.recontextualization and self.config.recipe == "released":
             level_E, level_S, level_B = self.released_recontextualize(h_E, h_S, alpha, membership, labels)
             group_index, sentence_index = membership.nonzero(as_tuple=True)
@@ -389,7 +392,7 @@ class HiCLRE(BertAtt):
         h_E, _, h_S = self.levels(batch)
         n_bags = batch["bag_labels"].shape[0]
         membership = bag_membership(batch["sentence_bag"], n_bags)  # (n_bags, n_sent)
-        bags, weights = all_query_attention(self.relation_queries, h_S, membership)  # (n_bags, R, d), (n_bags, R, n)
+        bags, weights = all_query_attention(self.queries(), h_S, membership)  # (n_bags, R, d), (n_bags, R, n)
         relations = self.relations.relations
         if not self.config.recontextualization or self.config.recipe == "released":  # released: training only
             scores = torch.softmax(self.classifier(bags), dim=-1).diagonal(dim1=1, dim2=2)  # (n_bags, R)
