@@ -144,6 +144,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         for key in ("title", "h_idx", "t_idx", "r"):
             if not isinstance(record, dict) or key not in record:
                 raise HiereInputError(args.pred[0], f"prediction {index}", key, "missing")
+        evidence = record.get("evidence", [])
+        if not isinstance(evidence, list) or not all(isinstance(e, int) for e in evidence):
+            raise HiereInputError(args.pred[0], f"prediction {index}", "evidence", "must be a list of sentence ids")
     train = read_docred(args.train, require_labels=True) if args.train else None
     print(json.dumps(score_documents(gold, records, train), indent=1))
     return 0
