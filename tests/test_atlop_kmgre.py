@@ -213,3 +213,44 @@ def test_explanations_list_key_mention_pairs(relations, documents, options) -> N
             assert pair["t_sent"] == documents[b].entities[t][pair["t_mention"]].sent_id
             assert 0.0 <= pair[strength] <= 1.0
         assert [p[strength] for p in pairs] == sorted((p[strength] for p in pairs), reverse=True)
+
+
+def test_atlop_sentence_scores_are_the_localized_attention_per_sentence(atlop, documents) -> None:
+    from hiere.models.doc.atlop import _context_weights, mean_entities
+
+    atlop.eval()
+    features = [atlop.featurize(doc) for doc in documents]
+    batch = atlop.collate(features)
+    with torch.no_grad():
+        output = atlop(batch)
+        _, _, mention_attention = atlop.encode_mentions(batch)
+        entity_attention = mean_entities(mention_attention, batch["entity_mentions"])
+    explanations = output["explanations"]
+    assert len(explanations) == len(batch["pairs"])
+    for row in (0, len(explanations) - 1):
+        b = batch["pairs"][row][0]
+        scores = explanations[row]["sentence_scores"]
+        assert len(scores) == len(documents[b].sents)
+        head, tail = batch["pair_head"][row : row + 1], batch["pair_tail"][row : row + 1]
+        weights = _context_weights(entity_attention, head, tail)[0]
+        token_sents = torch.tensor(features[b]["token_sents"])
+        for sent_id, score in enumerate(scores):
+            mass = weights[: len(token_sents)][token_sents == sent_id].sum().item()
+            assert score == pytest.approx(mass, abs=1e-5)
+        assert sum(scores) <= 1.0 + 1e-4  # [CLS] / [SEP] / padding hold the rest of eq. 7's mass
+
+
+def test_kmgre_sentence_scores_come_from_key_pairs(relations, documents) -> None:
+    model = build("kmgre", relations).eval()
+    batch = batch_of(model, documents)
+    with torch.no_grad():
+        model.relation_classifier.bias[1] += 100.0  # every entity pair predicts relation 1
+        output = model(batch)
+    for (b, _, _), explanation in zip(batch["pairs"], output["explanations"], strict=True):
+        scores = explanation["sentence_scores"]
+        assert len(scores) == len(documents[b].sents)
+        key_sents = {p["h_sent"] for p in explanation["key_mention_pairs"]}
+        key_sents |= {p["t_sent"] for p in explanation["key_mention_pairs"]}
+        assert key_sents <= {s for s, score in enumerate(scores) if score > 0}
+        best = max(explanation["key_mention_pairs"], key=lambda p: p["p_key"])
+        assert max(scores) == pytest.approx(best["p_key"], abs=1e-4)

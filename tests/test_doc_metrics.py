@@ -145,7 +145,7 @@ def test_evidence_scores_hand_computed(redocred_docs):
 
 def test_evidence_perfect_and_absent(redocred_docs):
     gold = redocred_docs[:3]
-    preds = [{**p, "evidence": list(f.evidence)} for doc in gold for p, f in zip(facts_of(doc), doc.facts)]
+    preds = [{**p, "evidence": list(f.evidence)} for doc in gold for p, f in zip(facts_of(doc), doc.facts, strict=True)]
     result = score_documents(gold, preds)
     assert result["evi_precision"] == result["evi_recall"] == result["evi_f1"] == 1.0
     # without any evidence list nothing is measured: the keys are absent, not zeros

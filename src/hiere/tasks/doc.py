@@ -10,6 +10,7 @@ import torch
 
 from hiere.data.docred import Document, read_docred
 from hiere.data.relations import RelationMap
+from hiere.evidence import DEFAULT_RULE, EvidenceRule, apply_rule
 from hiere.metrics.doc import best_threshold, score_documents
 
 
@@ -34,8 +35,13 @@ class DocTask:
         relations: RelationMap,
         threshold: float,
         explanations: list[dict] | None = None,
+        evidence_rule: EvidenceRule | None = DEFAULT_RULE,
     ) -> list[dict[str, Any]]:
-        """Every (pair, relation != NA) with ``score >= threshold``, as DocRED submission records."""
+        """Every (pair, relation != NA) with ``score >= threshold``, as DocRED submission records.
+
+        An explanation's ``sentence_scores`` become the record's ``evidence`` by ``evidence_rule``
+        (:mod:`hiere.evidence`); ``evidence_rule=None`` keeps the raw ``sentence_scores`` instead.
+        """
         records = []
         hits = (scores[:, 1:] >= threshold).nonzero().tolist()
         for row, column in hits:
@@ -49,6 +55,7 @@ class DocTask:
             }
             if explanations is not None and explanations[row]:
                 record.update(explanations[row])
+                apply_rule(record, evidence_rule)
             records.append(record)
         return records
 

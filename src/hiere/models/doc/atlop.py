@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hiere.data.docred import Document
 from hiere.encoders.transformer import DEFAULT, TransformerEncoder
+from hiere.evidence import rows_of_scores, sentence_one_hot, token_sentences
 from hiere.losses import adaptive_threshold_loss, adaptive_threshold_scores
 from hiere.models.base import HiereModel, ModelConfig, Resources
 
@@ -34,6 +35,8 @@ class TransformerDocConfig(ModelConfig):
     max_length: int = 512  # encoder window; longer documents use overlapping windows
     window_overlap: int = 128  # minimum overlap of consecutive windows
     top_k: int | None = 4  # at most k relations per pair at inference (ATLOP num_labels); None: all above TH
+    evidence_top_k: int | None = 3  # evidence sentences per fact at most (hiere.evidence.EvidenceRule)
+    evidence_min_score: float | None = None  # and only sentences with at least this score (chosen on dev)
 
 
 @dataclass
@@ -83,8 +86,14 @@ class TransformerDocModel(HiereModel):
             if fact.r in self.relations and (fact.h, fact.t) in row_of:
                 labels[row_of[(fact.h, fact.t)], self.relations[fact.r]] = 1.0
         labels[:, 0] = (labels[:, 1:].sum(dim=1) == 0).float()
+        token_sents = token_sentences(
+            tokenized.word_spans, [len(sent) for sent in example.sents], {start for start, _ in spans},
+            len(self.encoder.marker_ids), len(tokenized.input_ids),
+        )
         return {
             "input_ids": tokenized.input_ids,
+            "token_sents": token_sents,
+            "n_sents": len(example.sents),
             "mention_positions": mention_positions,
             "mention_sents": mention_sents,
             "pairs": pairs,
@@ -123,6 +132,8 @@ class TransformerDocModel(HiereModel):
             "pair_tail": torch.tensor([entity_offsets[b] + t for b, _, t in pairs], dtype=torch.long),
             "pairs": pairs,
             "labels": torch.cat([f["labels"] for f in features]),
+            "doc_n_sents": [f["n_sents"] for f in features],
+            "token_sentence": sentence_one_hot([f["token_sents"] for f in features], input_ids.shape[1]),
         }
 
     def encode_mentions(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -163,6 +174,37 @@ class TransformerDocModel(HiereModel):
         return torch.cat(contexts)
 
     @staticmethod
+    def sentence_mass(
+        attention: torch.Tensor,
+        first: torch.Tensor,
+        second: torch.Tensor,
+        pair_doc: torch.Tensor,
+        token_sentence: torch.Tensor,
+        chunk: int = 1024,
+    ) -> torch.Tensor:
+        """The localized-context weights a (eq. 7) summed over each sentence's tokens -> (n_pairs, max_sents):
+        the evidence score of every sentence (as DREEAM reads evidence off ATLOP's attention)."""
+        parts = [
+            _pool_by_document(
+                _context_weights(attention, first[start:stop], second[start:stop]),
+                token_sentence,
+                pair_doc[start:stop],
+            )
+            for start in range(0, first.shape[0], chunk)
+            for stop in [min(start + chunk, first.shape[0])]
+        ]
+        return torch.cat(parts) if parts else token_sentence.new_zeros((0, token_sentence.shape[-1]))
+
+    def explain_sentences(
+        self, batch: dict[str, Any], attention: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+        pair_doc: torch.Tensor,
+    ) -> list[dict[str, Any]]:
+        """Per row: ``sentence_scores``, the localized-context attention of each sentence of its document."""
+        mass = self.sentence_mass(attention.float(), first, second, pair_doc, batch["token_sentence"].float())
+        n_sents = [batch["doc_n_sents"][doc] for doc in pair_doc.tolist()]
+        return rows_of_scores(mass, n_sents)
+
+    @staticmethod
     def empty_loss(reference: torch.Tensor) -> torch.Tensor:
         return reference.sum() * 0.0
 
@@ -174,9 +216,13 @@ def _context_chunk(
     second: torch.Tensor,
     docs: torch.Tensor,
 ) -> torch.Tensor:
+    return _pool_by_document(_context_weights(attention, first, second), hidden, docs)  # c = H^T a
+
+
+def _context_weights(attention: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """ATLOP eqs. 6-7 -> a (chunk, seq): the arguments' attention multiplied, heads averaged, normalised."""
     weights = (attention[first] * attention[second]).mean(dim=1)  # (chunk, seq): eq. 6, heads averaged
-    weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-5)  # eq. 7: a = q / 1^T q
-    return _pool_by_document(weights, hidden, docs)  # c = H^T a
+    return weights / (weights.sum(dim=-1, keepdim=True) + 1e-5)  # eq. 7: a = q / 1^T q
 
 
 def _pool_by_document(weights: torch.Tensor, hidden: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
@@ -247,6 +293,8 @@ class ATLOP(TransformerDocModel):
         labels = batch.get("labels")
         if labels is not None:
             output["loss"] = adaptive_threshold_loss(logits, labels) if len(logits) else logits.sum() * 0.0
+        if not self.training:
+            output["explanations"] = self.explain_sentences(batch, entity_attention, head, tail, batch["pair_doc"])
         return output
 
     def classify(self, z_head: torch.Tensor, z_tail: torch.Tensor) -> torch.Tensor:

@@ -221,7 +221,10 @@ class KMGRE(TransformerDocModel):
         weights: torch.Tensor,
     ) -> list[dict[str, Any] | None]:
         """Key mention pairs of each row predicted to hold a relation: mention indices within the head and
-        tail entities, their sentence ids and p_ω (or p_θ's max without the key-instance classifier)."""
+        tail entities, their sentence ids and p_ω (or p_θ's max without the key-instance classifier).
+
+        ``sentence_scores``: per sentence of the document, the strongest key pair with its head or tail
+        mention there (0 where none), which :mod:`hiere.evidence` turns into the fact's ``evidence``."""
         predicted = (scores[:, 1:] >= 0).any(dim=-1).tolist()
         if key_logits is not None:
             strength = torch.sigmoid(key_logits)
@@ -237,9 +240,16 @@ class KMGRE(TransformerDocModel):
                 by_row.setdefault(row, []).append(index)
         explanations: list[dict[str, Any] | None] = [None] * len(predicted)
         name = "p_key" if key_logits is not None else "p_relation"
+        pair_doc = batch["pair_doc"].tolist()
         for row, indices in by_row.items():
             indices.sort(key=lambda index: -strength_list[index])
+            sentence_scores = [0.0] * batch["doc_n_sents"][pair_doc[row]]
+            for index in indices:
+                for mention in flat_pairs[index]:
+                    sent_id = sents[mention]
+                    sentence_scores[sent_id] = max(sentence_scores[sent_id], round(strength_list[index], 6))
             explanations[row] = {
+                "sentence_scores": sentence_scores,
                 "key_mention_pairs": [
                     {
                         "h_mention": local[index][0],

@@ -1,0 +1,77 @@
+"""Evidence selection, the two baselines and subword -> sentence maps, on real Re-DocRED documents."""
+
+from __future__ import annotations
+
+import pytest
+
+from hiere.errors import HiereConfigError
+from hiere.evidence import (
+    EvidenceRule,
+    attach_baseline_evidence,
+    closest_mention_sentences,
+    mention_sentences,
+    token_sentences,
+)
+from hiere.metrics.doc import score_documents
+
+
+def test_rule_top_k_and_cut_off() -> None:
+    scores = [0.1, 0.5, 0.05, 0.3, 0.5]
+    assert EvidenceRule(top_k=2).select(scores) == [1, 4]  # ties: the earlier sentence first, output in order
+    assert EvidenceRule(top_k=3).select(scores) == [1, 3, 4]
+    assert EvidenceRule(top_k=None, min_score=0.1).select(scores) == [0, 1, 3, 4]
+    assert EvidenceRule(top_k=2, min_score=0.4).select(scores) == [1, 4]
+    assert EvidenceRule(top_k=None, min_score=0.9).select(scores) == []
+    with pytest.raises(HiereConfigError):
+        EvidenceRule(top_k=0)
+
+
+def test_baselines_by_hand(redocred_docs) -> None:
+    doc = redocred_docs[0]
+    # fact 0: head 11 only in sentence 2, tail 6 only in sentence 0
+    assert {m.sent_id for m in doc.entities[11]} == {2} and {m.sent_id for m in doc.entities[6]} == {0}
+    assert mention_sentences(doc, 11, 6) == [0, 2]
+    assert closest_mention_sentences(doc, 11, 6) == [0, 2]
+    for h in range(len(doc.entities)):
+        for t in range(len(doc.entities)):
+            closest = closest_mention_sentences(doc, h, t)
+            assert set(closest) <= set(mention_sentences(doc, h, t)) and 1 <= len(closest) <= 2
+            shared = {m.sent_id for m in doc.entities[h]} & {m.sent_id for m in doc.entities[t]}
+            if shared:  # entities that share a sentence: the closest pair lies in one of the shared ones
+                assert len(closest) == 1 and closest[0] in shared
+
+
+def test_baseline_records_score(redocred_docs) -> None:
+    gold = redocred_docs[:5]
+    records = [{"title": d.title, "h_idx": f.h, "t_idx": f.t, "r": f.r} for d in gold for f in d.facts]
+    mentions = score_documents(gold, attach_baseline_evidence(records, gold, "mentions"))
+    closest = score_documents(gold, attach_baseline_evidence(records, gold, "closest"))
+    assert mentions["evi_recall"] >= closest["evi_recall"]  # a superset of sentences per fact
+    assert mentions["n_pred_evidence"] >= closest["n_pred_evidence"]
+    with pytest.raises(HiereConfigError):
+        attach_baseline_evidence(records, gold, "random")
+
+
+def test_token_sentences_follow_words_and_markers() -> None:
+    # [CLS] w0 w1 | <m> w2 </m>-marker w3 [SEP]: sentence 0 = words 0-1, sentence 1 = words 2-3
+    word_spans = [(1, 2), (2, 4), (5, 6), (7, 8)]
+    ids = token_sentences(word_spans, [2, 2], {2}, 1, 9)
+    assert ids == [-1, 0, 0, 0, 1, 1, 1, 1, -1]
+
+
+def test_bilstm_evidence_is_the_closest_rule(redocred_docs) -> None:
+    from hiere.data.relations import RelationMap
+    from hiere.data.vocab import Vocab
+    from hiere.models.doc.bilstm import BiLSTMRE
+    from hiere.models.doc.common import build_type_vocab, collate_documents, featurize_document
+
+    docs = redocred_docs[:2]
+    words = Vocab(sorted({token for doc in docs for token in doc.tokens}))
+    relations = RelationMap.from_facts({f.r for doc in docs for f in doc.facts})
+    batch = collate_documents([featurize_document(doc, words, build_type_vocab(docs), relations) for doc in docs])
+    explanations = BiLSTMRE.explain(batch)
+    assert len(explanations) == len(batch["pairs"])
+    rule = EvidenceRule(top_k=None, min_score=0.5)
+    for (b, h, t), explanation in zip(batch["pairs"], explanations, strict=True):
+        assert len(explanation["sentence_scores"]) == len(docs[b].sents)
+        assert rule.select(explanation["sentence_scores"]) == closest_mention_sentences(docs[b], h, t)
