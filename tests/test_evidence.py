@@ -75,3 +75,53 @@ def test_bilstm_evidence_is_the_closest_rule(redocred_docs) -> None:
     for (b, h, t), explanation in zip(batch["pairs"], explanations, strict=True):
         assert len(explanation["sentence_scores"]) == len(docs[b].sents)
         assert rule.select(explanation["sentence_scores"]) == closest_mention_sentences(docs[b], h, t)
+
+
+def test_evidence_table_runs_on_a_one_step_model(tmp_path, capsys) -> None:
+    """benchmarks/evidence_table.py end to end: a HIN trained for one step, 1 tune + 1 report document."""
+    import importlib.util
+    import json
+
+    from conftest import REDOCRED, REL_INFO, REPO
+    from hiere.config import resolve
+    from hiere.data.docred import read_docred, write_docred
+    from hiere.training.trainer import train
+
+    config = resolve({
+        "model": {"name": "hin", "hidden": 16, "subspace_dim": 8},
+        "data": {"train": str(REDOCRED), "train_slice": [0, 2], "relations": str(REL_INFO)},
+        "trainer": {"epochs": 1, "max_steps": 1, "batch_size": 2, "progress": False, "device": "cpu"},
+    })
+    model_dir = train(config, tmp_path / "hin")
+    dev = tmp_path / "dev.json"
+    write_docred(read_docred(REDOCRED, limit=2, offset=450), dev)
+    spec = importlib.util.spec_from_file_location("evidence_table", REPO / "benchmarks" / "evidence_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "table.json"
+    assert module.main([str(model_dir), "--dev", str(dev), "--tune-docs", "1", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())["models"][0]
+    assert {"top1", "top2", "top3", "tuned", "mentions", "closest"} <= figures.keys()
+    assert 0.0 <= figures["tuned"]["evi_f1"] <= 1.0
+    assert "| hin" in capsys.readouterr().out
+
+
+def test_fast_rule_tuning_counts_as_the_scorer(redocred_docs) -> None:
+    """benchmarks/evidence_table.py tunes with array counts; they must give score_documents' Evi F1."""
+    import importlib.util
+
+    from conftest import REPO
+    from hiere.evidence import apply_rule
+
+    spec = importlib.util.spec_from_file_location("evidence_table", REPO / "benchmarks" / "evidence_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    docs = redocred_docs[:20]
+    records = []
+    for d in docs:  # every gold fact plus a wrong one per document, scored by a fixed pattern
+        for index, f in enumerate([*d.facts, type(d.facts[0])(0, 1, "P17")]):
+            scores = [((index + 3) * (s + 1)) % 7 / 7 for s in range(len(d.sents))]
+            records.append({"title": d.title, "h_idx": f.h, "t_idx": f.t, "r": f.r, "sentence_scores": scores})
+    rule, f1 = module.tune_rule(docs, records)
+    exact = score_documents(docs, [apply_rule(dict(r), rule) for r in records])["evi_f1"]
+    assert f1 == pytest.approx(exact)
