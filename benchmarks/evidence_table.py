@@ -55,6 +55,8 @@ def sentence_table(documents: list[Document], records: list[dict[str, Any]]) -> 
         order = sorted(range(len(values)), key=lambda sent_id: (-values[sent_id], sent_id))
         evidence = gold.get(key, set())
         for rank, sent_id in enumerate(order):
+            if values[sent_id] <= 0:  # never evidence (EvidenceRule)
+                break
             scores.append(values[sent_id])
             ranks.append(rank)
             hits.append(sent_id in evidence)

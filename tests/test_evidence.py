@@ -22,6 +22,7 @@ def test_rule_top_k_and_cut_off() -> None:
     assert EvidenceRule(top_k=None, min_score=0.1).select(scores) == [0, 1, 3, 4]
     assert EvidenceRule(top_k=2, min_score=0.4).select(scores) == [1, 4]
     assert EvidenceRule(top_k=None, min_score=0.9).select(scores) == []
+    assert EvidenceRule(top_k=3).select([1.0, 0.0, 1.0, 0.0]) == [0, 2]  # a score of 0 is never evidence
     with pytest.raises(HiereConfigError):
         EvidenceRule(top_k=0)
 

@@ -10,8 +10,9 @@ the document, higher = more likely evidence):
   classifier) that has its head or tail mention in that sentence; sentences of no key pair score 0;
 * BiLSTM-RE has no attention: the documented rule :func:`closest_mention_sentences`, score 1.
 
-:class:`EvidenceRule` turns scores into ``evidence``: the sentences with score >= ``min_score`` (when
-set), best first, at most ``top_k`` (when set), returned in document order. The cut-off is chosen on
+:class:`EvidenceRule` turns scores into ``evidence``: the sentences with a positive score and score >=
+``min_score`` (when set), best first, at most ``top_k`` (when set), returned in document order; a score of
+0 means "not evidence" (KMGRE's sentences of no key pair, BiLSTM-RE's other sentences). The cut-off is chosen on
 dev data (``benchmarks/evidence_table.py``), never on test data.
 
 Baselines (no model): ``mentions`` — every sentence that mentions the head or the tail;
@@ -42,7 +43,8 @@ class EvidenceRule:
             raise HiereConfigError(f"evidence top_k must be >= 1 or None, got {self.top_k}")
 
     def select(self, sentence_scores: Sequence[float]) -> list[int]:
-        ranked = sorted(range(len(sentence_scores)), key=lambda sent_id: (-sentence_scores[sent_id], sent_id))
+        ranked = sorted((sent_id for sent_id, score in enumerate(sentence_scores) if score > 0),
+                        key=lambda sent_id: (-sentence_scores[sent_id], sent_id))
         if self.min_score is not None:
             ranked = [sent_id for sent_id in ranked if sentence_scores[sent_id] >= self.min_score]
         if self.top_k is not None:

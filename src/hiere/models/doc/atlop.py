@@ -67,7 +67,8 @@ class TransformerDocModel(HiereModel):
     def featurize(self, example: Document) -> dict[str, Any]:
         """Token ids with markers, marker position and sentence of every mention, multi-hot labels.
 
-        Pairs are all ordered entity pairs ``h != t``; ``labels[:, 0] = 1`` iff the pair has no relation.
+        Pairs are :meth:`Document.candidate_pairs` (all ordered pairs ``h != t``; chemical -> disease for
+        BC5CDR); ``labels[:, 0] = 1`` iff the pair has no relation.
         """
         spans = [example.mention_span(m) for entity in example.entities for m in entity]
         tokenized = self.encoder.tokenize(example.tokens, spans)
@@ -78,8 +79,7 @@ class TransformerDocModel(HiereModel):
             mention_positions.append(tokenized.marker_positions[cursor : cursor + len(entity)])
             mention_sents.append([m.sent_id for m in entity])
             cursor += len(entity)
-        n_entities = len(example.entities)
-        pairs = [(h, t) for h in range(n_entities) for t in range(n_entities) if h != t]
+        pairs = example.candidate_pairs()
         row_of = {pair: row for row, pair in enumerate(pairs)}
         labels = torch.zeros(len(pairs), len(self.relations))
         for fact in example.facts:
