@@ -158,3 +158,50 @@ def test_one_step_bilstm_on_cdr_trains_evaluates_and_predicts_evidence(tmp_path)
     records = predictor.predict(read_pubtator(DEV, limit=1))
     assert records, records
     assert all(r["r"] == "CID" and 1 <= len(r["evidence"]) <= 2 for r in records), str(records[:2])
+
+
+class PairRecorder:
+    """Stands in for a BC5CDR model in ``hiere extract``: predicts CID for every pair it is asked about."""
+
+    task = "doc"
+    threshold = 0.5
+    config = {"data": {"train": str(TRAIN)}}
+
+    def __init__(self):
+        from hiere.data.relations import RelationMap
+
+        self.relations = RelationMap.from_facts({"CID"})
+        self.seen = []
+
+    def predict(self, documents):
+        records = []
+        for doc in documents:
+            self.seen.append(doc)
+            for h, t in doc.candidate_pairs():
+                records.append({"title": doc.title, "h_idx": h, "t_idx": t, "r": "CID", "score": 0.9})
+        return records
+
+
+def first_record_with_spans():
+    lines = TRAIN.read_text(encoding="utf-8").split("\n\n")[0].splitlines()
+    title, abstract = lines[0].split("|", 2)[2], lines[1].split("|", 2)[2]
+    entities = [
+        {"start": int(c[1]), "end": int(c[2]), "type": c[4], "cluster": c[5]}
+        for c in (line.split("\t") for line in lines[2:]) if len(c) >= 6 and c[5] != "-1"
+    ]
+    return {"text": title + " " + abstract, "title": "227508", "entities": entities}
+
+
+def test_extract_with_a_biomedical_model_needs_user_spans_and_pairs_chemicals_with_diseases() -> None:
+    from hiere.extract import extract, is_biomedical
+
+    predictor = PairRecorder()
+    assert is_biomedical(predictor)
+    record = first_record_with_spans()
+    triples = next(extract(predictor, [record]))
+    document = predictor.seen[0]
+    assert document.source == "pubtator"
+    assert all(t["head_type"] == "Chemical" and t["tail_type"] == "Disease" for t in triples)
+    assert ("alpha-methyldopa", "hypotensive") in {(t["head"], t["tail"]) for t in triples}
+    with pytest.raises(HiereInputError, match="trained on BC5CDR"):
+        next(extract(predictor, [record["text"]]))  # spaCy's NER types: a clear error
