@@ -100,7 +100,8 @@ def test_evidence_table_runs_on_a_one_step_model(tmp_path, capsys) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "table.json"
-    assert module.main([str(model_dir), "--dev", str(dev), "--tune-docs", "1", "--json", str(out)]) == 0
+    argv = [str(model_dir), "--dev", str(dev), "--slice", "0", "2", "--tune-docs", "1", "--json", str(out)]
+    assert module.main(argv) == 0
     figures = json.loads(out.read_text())["models"][0]
     assert {"top1", "top2", "top3", "tuned", "mentions", "closest"} <= figures.keys()
     assert 0.0 <= figures["tuned"]["evi_f1"] <= 1.0
