@@ -138,7 +138,7 @@ class KMGRE(TransformerDocModel):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         config = self.config
-        pair_logits, key_logits = self.mention_pair_logits_and_keys(batch)
+        pair_logits, key_logits, mention_attention = self.mention_pair_logits_and_keys(batch, with_attention=True)
         pair_row = batch["mention_pair_row"]  # (P,)
         n_rows = len(batch["pairs"])
         weights = self.fusion_weights(pair_logits, key_logits, pair_row, n_rows)  # (P,), sum 1 per row
@@ -155,6 +155,13 @@ class KMGRE(TransformerDocModel):
                 focal = binary_focal_loss(key_logits, targets, config.focal_gamma, config.focal_alpha)
                 output["loss_terms"]["key_focal"] = focal.detach()
                 loss = loss + config.key_loss_weight * focal
+            if config.evidence_loss_weight > 0:  # DREEAM's guidance on the fused mention-pair attention
+                evidence = self.evidence_loss(
+                    batch, mention_attention, batch["mention_pairs"][:, 0], batch["mention_pairs"][:, 1],
+                    batch["pair_doc"][pair_row], weights.detach(), pair_row,
+                )
+                output["loss_terms"]["evidence"] = evidence.detach()
+                loss = loss + config.evidence_loss_weight * evidence
             output["loss"] = loss
         elif labels is not None:
             output["loss"] = self.empty_loss(pair_logits)
@@ -162,8 +169,9 @@ class KMGRE(TransformerDocModel):
             output["explanations"] = self.explain(batch, output["scores"], pair_logits, key_logits, weights)
         return output
 
-    def mention_pair_logits_and_keys(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One encoder pass -> extractor logits (P, R) and key-instance logits (P,) (None without ω)."""
+    def mention_pair_logits_and_keys(self, batch: dict[str, Any], with_attention: bool = False) -> tuple:
+        """One encoder pass -> extractor logits (P, R) and key-instance logits (P,) (None without ω);
+        ``with_attention``: also the mentions' attention (n_mentions, heads, seq), for the evidence loss."""
         config = self.config
         # hidden (B, L, H), mention states (M, H), mention attention (M, heads, L)
         hidden, mention_states, mention_attention = self.encode_mentions(batch)
@@ -182,6 +190,8 @@ class KMGRE(TransformerDocModel):
             x_key = torch.tanh(self.key_projection(x_key))  # x'(i,j)
             key_logits = self.key_classifier(x_key).squeeze(-1).float()  # (P,): logit of p_ω(z | m_i, m_j)
 
+        if with_attention:
+            return pair_logits, key_logits, mention_attention
         return pair_logits, key_logits
 
     def fusion_weights(
