@@ -106,6 +106,10 @@ def test_evidence_table_runs_on_a_one_step_model(tmp_path, capsys) -> None:
     assert {"top1", "top2", "top3", "tuned", "mentions", "closest"} <= figures.keys()
     assert 0.0 <= figures["tuned"]["evi_f1"] <= 1.0
     assert "| hin" in capsys.readouterr().out
+    from hiere import load
+
+    metrics = load(model_dir, "cpu").evaluate(dev)  # hiere evaluate: with the model's evidence rule
+    assert {"evi_precision", "evi_recall", "evi_f1", "n_pred_evidence"} <= metrics.keys()
 
 
 def test_fast_rule_tuning_counts_as_the_scorer(redocred_docs) -> None:
@@ -127,3 +131,26 @@ def test_fast_rule_tuning_counts_as_the_scorer(redocred_docs) -> None:
     rule, f1 = module.tune_rule(docs, records)
     exact = score_documents(docs, [apply_rule(dict(r), rule) for r in records])["evi_f1"]
     assert f1 == pytest.approx(exact)
+
+
+def test_cli_score_reports_evidence_and_rejects_a_bad_list(tmp_path, capsys) -> None:
+    import json
+
+    from conftest import REDOCRED
+    from hiere.cli import main
+    from hiere.data.docred import read_docred, write_docred
+
+    docs = read_docred(REDOCRED, limit=2)
+    gold = tmp_path / "gold.json"
+    write_docred(docs, gold)
+    records = [{"title": d.title, "h_idx": f.h, "t_idx": f.t, "r": f.r, "evidence": list(f.evidence)}
+               for d in docs for f in d.facts]
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps(records))
+    assert main(["score", str(gold), str(pred)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["evi_f1"] == 1.0
+    records[3]["evidence"] = "2"
+    pred.write_text(json.dumps(records))
+    assert main(["score", str(gold), str(pred)]) == 2
+    assert "prediction 3, field evidence: must be a list of sentence ids" in capsys.readouterr().err
