@@ -154,3 +154,20 @@ def test_cli_score_reports_evidence_and_rejects_a_bad_list(tmp_path, capsys) -> 
     pred.write_text(json.dumps(records))
     assert main(["score", str(gold), str(pred)]) == 2
     assert "prediction 3, field evidence: must be a list of sentence ids" in capsys.readouterr().err
+
+
+def test_baseline_command_writes_records_with_evidence(tmp_path) -> None:
+    import json
+
+    from conftest import REDOCRED
+
+    from hiere.data.docred import read_docred, write_docred
+    from hiere.evidence import main
+
+    docs = tmp_path / "docs.json"
+    write_docred(read_docred(REDOCRED, limit=2), docs)
+    out = tmp_path / "out.json"
+    assert main([str(docs), "--gold-facts", "--baseline", "mentions", "-o", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert records and all(r["evidence"] for r in records)
+    assert main([str(docs), "--baseline", "mentions", "-o", str(out)]) == 2  # neither PRED nor --gold-facts

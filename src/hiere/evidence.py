@@ -170,3 +170,43 @@ def apply_rule(record: dict[str, Any], rule: EvidenceRule | None) -> dict[str, A
     scores = record.pop("sentence_scores")
     record["evidence"] = rule.select(scores)
     return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hiere.evidence DOCS PRED --baseline mentions|closest -o OUT``: a baseline's evidence on
+    the facts of a predictions file (or, with ``--gold-facts``, on the gold facts of DOCS)."""
+    import argparse
+    import sys
+
+    from hiere.data.docred import load_json
+    from hiere.errors import HiereInputError
+    from hiere.io import write_json_atomic
+    from hiere.tasks.doc import TASK
+
+    parser = argparse.ArgumentParser(prog="python -m hiere.evidence", description=main.__doc__)
+    parser.add_argument("documents", help="DocRED JSON or PubTator file the predictions are about")
+    parser.add_argument("pred", nargs="?", help="predictions JSON (DocRED submission records)")
+    parser.add_argument("--baseline", choices=sorted(BASELINES), required=True)
+    parser.add_argument("--gold-facts", action="store_true", help="use the documents' gold facts, not PRED")
+    parser.add_argument("-o", "--output", required=True)
+    args = parser.parse_args(argv)
+    try:
+        documents = TASK.read(args.documents)
+        if args.gold_facts:
+            records = [{"title": d.title, "h_idx": f.h, "t_idx": f.t, "r": f.r} for d in documents for f in d.facts]
+        elif args.pred:
+            records = load_json(args.pred)
+            if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+                raise HiereInputError(args.pred, None, None, "a predictions file must be a JSON list of records")
+        else:
+            raise HiereConfigError("give a predictions file or --gold-facts")
+        write_json_atomic(args.output, attach_baseline_evidence(records, documents, args.baseline))
+    except (HiereInputError, HiereConfigError, KeyError) as error:
+        print(f"hiere.evidence: error: {error}", file=sys.stderr)
+        return 2
+    print(f"{len(records)} records with {args.baseline} evidence -> {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
