@@ -160,7 +160,6 @@ def test_baseline_command_writes_records_with_evidence(tmp_path) -> None:
     import json
 
     from conftest import REDOCRED
-
     from hiere.data.docred import read_docred, write_docred
     from hiere.evidence import main
 
