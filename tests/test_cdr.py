@@ -205,3 +205,20 @@ def test_extract_with_a_biomedical_model_needs_user_spans_and_pairs_chemicals_wi
     assert ("alpha-methyldopa", "hypotensive") in {(t["head"], t["tail"]) for t in triples}
     with pytest.raises(HiereInputError, match="trained on BC5CDR"):
         next(extract(predictor, [record["text"]]))  # spaCy's NER types: a clear error
+
+
+def test_atlop_featurizes_cdr_chemical_disease_pairs_in_windows(first_docs) -> None:
+    from hiere.data.relations import RelationMap
+    from hiere.models import get_model_class
+    from hiere.models.base import Resources
+
+    model_class = get_model_class("atlop")
+    relations = RelationMap.from_facts({"CID"})
+    model = model_class(model_class.Config.from_dict({"max_length": 128, "emb_size": 128}), Resources(relations))
+    doc = first_docs[0]
+    feature = model.featurize(doc)
+    assert feature["pairs"] == doc.candidate_pairs() and len(feature["input_ids"]) > 128  # windows needed
+    positive = [row for row, pair in enumerate(feature["pairs"]) if feature["labels"][row, 1] == 1]
+    assert [feature["pairs"][row] for row in positive] == [(doc.facts[0].h, doc.facts[0].t)]
+    assert feature["evidence"].sum() == 0  # BC5CDR has no evidence: the DREEAM term has nothing to learn
+    assert set(feature["token_sents"]) - {-1} == set(range(len(doc.sents)))
