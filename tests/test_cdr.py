@@ -112,6 +112,11 @@ def test_a_bad_record_is_one_line_naming_file_pmid_and_line(tmp_path, line_numbe
     assert "\n" not in text and str(path) in text and f"PMID 1, line {line_number}" in text and message in text
 
 
+def test_a_repeated_pmid_is_an_error(tmp_path) -> None:
+    with pytest.raises(HiereInputError, match="PMID 1, line 7, field PMID: a second record of this PMID"):
+        read_pubtator(write(tmp_path, [*GOOD, "", *GOOD]))
+
+
 def test_missing_abstract_and_missing_file(tmp_path) -> None:
     with pytest.raises(HiereInputError, match="PMID 1, line 1.*no PMID\\|a\\| line"):
         read_pubtator(write(tmp_path, [GOOD[0]]))

@@ -76,6 +76,12 @@ def read_pubtator(
     records = _split_records(lines, str(path))
     if not records:
         raise HiereInputError(str(path), None, None, "no PubTator record (PMID|t|title lines) found")
+    first_line: dict[str, int] = {}
+    for record in records:
+        if record.pmid in first_line:
+            raise HiereInputError(str(path), f"PMID {record.pmid}, line {record.first_line}", "PMID",
+                                  f"a second record of this PMID (the first starts at line {first_line[record.pmid]})")
+        first_line[record.pmid] = record.first_line
     stop = None if limit is None else offset + limit
     documents = [_to_document(record, str(path)) for record in records[offset:stop]]
     if relations is not None and RELATION not in set(relations) and any(doc.facts for doc in documents):
