@@ -3,6 +3,7 @@ EM pieces of KMGRE, its ablation switches and explanations."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -213,3 +214,89 @@ def test_explanations_list_key_mention_pairs(relations, documents, options) -> N
             assert pair["t_sent"] == documents[b].entities[t][pair["t_mention"]].sent_id
             assert 0.0 <= pair[strength] <= 1.0
         assert [p[strength] for p in pairs] == sorted((p[strength] for p in pairs), reverse=True)
+
+
+def test_atlop_sentence_scores_are_the_localized_attention_per_sentence(atlop, documents) -> None:
+    from hiere.models.doc.atlop import _context_weights, mean_entities
+
+    atlop.eval()
+    features = [atlop.featurize(doc) for doc in documents]
+    batch = atlop.collate(features)
+    with torch.no_grad():
+        output = atlop(batch)
+        _, _, mention_attention = atlop.encode_mentions(batch)
+        entity_attention = mean_entities(mention_attention, batch["entity_mentions"])
+    explanations = output["explanations"]
+    assert len(explanations) == len(batch["pairs"])
+    for row in (0, len(explanations) - 1):
+        b = batch["pairs"][row][0]
+        scores = explanations[row]["sentence_scores"]
+        assert len(scores) == len(documents[b].sents)
+        head, tail = batch["pair_head"][row : row + 1], batch["pair_tail"][row : row + 1]
+        weights = _context_weights(entity_attention, head, tail)[0]
+        token_sents = torch.tensor(features[b]["token_sents"])
+        for sent_id, score in enumerate(scores):
+            mass = weights[: len(token_sents)][token_sents == sent_id].sum().item()
+            assert score == pytest.approx(mass, abs=1e-5)
+        assert sum(scores) <= 1.0 + 1e-4  # [CLS] / [SEP] / padding hold the rest of eq. 7's mass
+
+
+def test_kmgre_sentence_scores_come_from_key_pairs(relations, documents) -> None:
+    model = build("kmgre", relations).eval()
+    batch = batch_of(model, documents)
+    with torch.no_grad():
+        model.relation_classifier.bias[1] += 100.0  # every entity pair predicts relation 1
+        output = model(batch)
+    for (b, _, _), explanation in zip(batch["pairs"], output["explanations"], strict=True):
+        scores = explanation["sentence_scores"]
+        assert len(scores) == len(documents[b].sents)
+        key_sents = {p["h_sent"] for p in explanation["key_mention_pairs"]}
+        key_sents |= {p["t_sent"] for p in explanation["key_mention_pairs"]}
+        assert key_sents <= {s for s, score in enumerate(scores) if score > 0}
+        best = max(explanation["key_mention_pairs"], key=lambda p: p["p_key"])
+        assert max(scores) == pytest.approx(best["p_key"], abs=1e-4)
+
+
+def test_evidence_kl_loss_by_hand() -> None:
+    from hiere.losses import evidence_kl_loss
+
+    mass = torch.tensor([[0.1, 0.3, 0.1], [0.5, 0.2, 0.3]])  # row 0 sums to 0.5: normalised to [.2, .6, .2]
+    evidence = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0]])  # row 1 has no evidence: left out
+    expected = 0.5 * math.log(0.5 / 0.6) + 0.5 * math.log(0.5 / 0.2)
+    assert evidence_kl_loss(mass, evidence).item() == pytest.approx(expected, rel=1e-5)
+    assert evidence_kl_loss(mass, torch.zeros_like(mass)).item() == 0.0
+
+
+def test_evidence_loss_switch_adds_exactly_its_term_and_reaches_the_encoder(relations, documents) -> None:
+    plain = build("atlop", relations, emb_size=128, block_size=64).train()
+    guided = build("atlop", relations, emb_size=128, block_size=64, evidence_loss_weight=0.1).train()
+    batch = batch_of(plain, documents)
+    assert batch["evidence"].shape[0] == len(batch["pairs"]) and batch["evidence"].sum() > 0
+    torch.manual_seed(1)
+    plain_out = plain(batch)
+    torch.manual_seed(1)
+    guided_out = guided(batch)
+    assert "loss_terms" not in plain_out  # switch off: no evidence term at all
+    terms = guided_out["loss_terms"]
+    assert terms["evidence"] > 0
+    expected = plain_out["loss"].item() + 0.1 * terms["evidence"].item()
+    assert guided_out["loss"].item() == pytest.approx(expected, rel=1e-5)
+    # the evidence term alone: gradient reaches the encoder's attention, not the classifier
+    guided.zero_grad()
+    _, _, mention_attention = guided.encode_mentions(batch)
+    from hiere.models.doc.atlop import mean_entities
+
+    entity_attention = mean_entities(mention_attention, batch["entity_mentions"])
+    guided.evidence_loss(batch, entity_attention, batch["pair_head"], batch["pair_tail"], batch["pair_doc"]).backward()
+    query = [p for name, p in guided.encoder.named_parameters() if "query" in name and p.grad is not None]
+    assert query and any(p.grad.abs().sum() > 0 for p in query)
+    assert guided.bilinear.weight.grad is None
+
+
+def test_kmgre_evidence_loss_on_fused_mention_pairs(relations, documents) -> None:
+    model = build("kmgre", relations, evidence_loss_weight=0.1).train()
+    output = model(batch_of(model, documents))
+    evidence = output["loss_terms"]["evidence"]
+    assert torch.isfinite(evidence) and evidence > 0
+    output["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())

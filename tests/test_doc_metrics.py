@@ -110,3 +110,44 @@ def test_score_cli_prints_metrics_json(tmp_path, redocred_raw, redocred_docs):
     expected = score_documents(redocred_docs[:2], facts_of(redocred_docs[0]), redocred_docs[10:20])
     for key in ("precision", "recall", "f1", "ign_f1", "intra_f1", "inter_f1", "n_pred", "n_gold"):
         assert metrics[key] == pytest.approx(expected[key])
+
+
+def test_evidence_scores_hand_computed(redocred_docs):
+    """Evi P counts the ids of every kept prediction, Evi R every gold id; only correct facts score."""
+    doc = redocred_docs[0]
+    f0, f1, f3 = doc.facts[0], doc.facts[1], doc.facts[3]
+    assert f0.evidence == (2,) and f1.evidence == (2,) and f3.evidence == (4,)
+
+    def record(fact, evidence=None, title=doc.title):
+        out = {"title": title, "h_idx": fact.h, "t_idx": fact.t, "r": fact.r}
+        if evidence is not None:
+            out["evidence"] = evidence
+        return out
+
+    wrong = type(f0)(0, 0, "P17")
+    preds = [
+        record(f0, [2, 0]),  # correct fact: 2 predicted ids, 1 right
+        record(f0, [0, 1, 2, 3]),  # duplicate: the first record is kept, this one is ignored
+        record(f3, [4, 4]),  # ids are a set: 1 predicted, 1 right
+        record(wrong, [1, 2]),  # wrong fact: its 2 ids count as predicted, none as right
+        record(f0, [0], title="a title not in gold"),  # not a gold title: not counted
+        record(f1),  # no evidence: 0 ids
+    ]
+    result = score_documents([doc], preds)
+    n_gold = sum(len(f.evidence) for f in doc.facts)
+    assert n_gold == 27
+    assert (result["n_pred_evidence"], result["n_correct_evidence"], result["n_gold_evidence"]) == (5, 2, 27)
+    precision, recall = 2 / 5, 2 / 27
+    assert result["evi_precision"] == pytest.approx(precision)
+    assert result["evi_recall"] == pytest.approx(recall)
+    assert result["evi_f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+
+
+def test_evidence_perfect_and_absent(redocred_docs):
+    gold = redocred_docs[:3]
+    preds = [{**p, "evidence": list(f.evidence)} for doc in gold for p, f in zip(facts_of(doc), doc.facts, strict=True)]
+    result = score_documents(gold, preds)
+    assert result["evi_precision"] == result["evi_recall"] == result["evi_f1"] == 1.0
+    # without any evidence list nothing is measured: the keys are absent, not zeros
+    plain = score_documents(gold, [p for doc in gold for p in facts_of(doc)])
+    assert not any(key.startswith("evi_") for key in plain)

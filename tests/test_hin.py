@@ -127,7 +127,7 @@ def test_same_seed_same_scores(relations, documents) -> None:
         assert torch.equal(first(batch_of(first, documents))["scores"], second(batch_of(second, documents))["scores"])
 
 
-def test_explanations_are_top_attention_sentences(model, documents) -> None:
+def test_explanations_are_the_sentence_attention(model, documents) -> None:
     model.eval()
     batch = batch_of(model, documents)
     with torch.no_grad():
@@ -148,9 +148,8 @@ def test_explanations_are_top_attention_sentences(model, documents) -> None:
     for row in (0, len(explanations) - 1):
         n_sents = len(documents[batch["pairs"][row][0]].sents)
         assert mask[row].sum() == n_sents
-        expected = weights[row, :n_sents].topk(min(3, n_sents))
-        assert explanations[row]["evidence"] == expected.indices.tolist()
-        assert explanations[row]["evidence_weights"] == [round(v, 4) for v in expected.values.tolist()]
+        expected = [round(v, 6) for v in weights[row, :n_sents].tolist()]
+        assert explanations[row]["sentence_scores"] == expected
 
 
 def parameter_names(model: HIN) -> set[str]:
@@ -273,5 +272,8 @@ def test_train_save_load_predict_with_evidence(tmp_path) -> None:
     n_entities = len(documents[0].entities)
     assert len(records) == n_entities * (n_entities - 1) * (len(predictor.relations) - 1)
     assert all(0 <= s < len(documents[0].sents) for s in records[0]["evidence"])
-    assert len(records[0]["evidence"]) == len(records[0]["evidence_weights"]) == 3
+    assert len(records[0]["evidence"]) == 3 and "sentence_scores" not in records[0]
+    one = predictor.predict(documents, evidence_top_k=1)
+    assert all(len(r["evidence"]) == 1 and r["evidence"][0] in e["evidence"] for r, e in zip(one, records, strict=True))
+    assert all(r["evidence"] == [] for r in predictor.predict(documents, evidence_min_score=1.01))
     assert predictor.predict(documents, explain=False)[0].keys() == {"title", "h_idx", "t_idx", "r", "score"}

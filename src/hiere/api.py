@@ -69,13 +69,31 @@ class Predictor:
                 raise HiereInputError(None, f"record {index}", None, str(error)) from None
         return run_model(self.model, features, None, self.batch_size, self.device, self.precision, progress)
 
-    def predict(self, examples: Iterable[Any] | str | Path, explain: bool = True, progress: bool = False
+    def evidence_rule(self, top_k: int | None = None, min_score: float | None = None) -> Any:
+        """The :class:`~hiere.evidence.EvidenceRule` of a document model: ``model.evidence_top_k`` /
+        ``model.evidence_min_score`` of its config, overridden by the arguments (``top_k=0``: no limit)."""
+        from hiere.evidence import EvidenceRule
+
+        config_top_k = getattr(self.model.config, "evidence_top_k", 3)
+        config_min = getattr(self.model.config, "evidence_min_score", None)
+        chosen_top_k = config_top_k if top_k is None else (top_k or None)
+        return EvidenceRule(chosen_top_k, config_min if min_score is None else min_score)
+
+    def predict(self, examples: Iterable[Any] | str | Path, explain: bool = True, progress: bool = False,
+                evidence_top_k: int | None = None, evidence_min_score: float | None = None,
                 ) -> list[dict[str, Any]]:
-        """Documents (DocRED dicts or :class:`Document`) or bags, or a file path -> prediction records."""
+        """Documents (DocRED dicts or :class:`Document`) or bags, or a file path -> prediction records.
+
+        Document models attach ``evidence`` (sentence ids) to each fact: the best ``evidence_top_k``
+        sentences (``0``: no limit) with score >= ``evidence_min_score`` (see :mod:`hiere.evidence`).
+        """
         examples = self._examples(examples)
         rows, scores, explanations = self.scores(examples, progress)
-        return self.task.decode(examples, rows, scores, self.relations, self.threshold,
-                                explanations if explain else None)
+        explanations = explanations if explain else None
+        if self.model.task != "doc":
+            return self.task.decode(examples, rows, scores, self.relations, self.threshold, explanations)
+        return self.task.decode(examples, rows, scores, self.relations, self.threshold, explanations,
+                                evidence_rule=self.evidence_rule(evidence_top_k, evidence_min_score))
 
     def evaluate(self, path: str | Path | list, train: str | Path | list | None = None, progress: bool = False,
                  **metric_options: Any) -> dict[str, Any]:
@@ -84,7 +102,8 @@ class Predictor:
         examples = self.read(path, require_labels=True) if isinstance(path, str | Path) else path
         if isinstance(train, str | Path):
             train = self.task.read(train, require_labels=True)
-        records = self.predict(examples, explain=False, progress=progress)
+        # document models: with explanations, so the metrics include Evi P / R / F1
+        records = self.predict(examples, explain=self.model.task == "doc", progress=progress)
         return self.task.metrics(examples, records, train=train, **metric_options)
 
     def extract(self, text: str, **options: Any) -> list[dict[str, Any]]:

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", required=True, help="where to write the predictions JSON")
     predict.add_argument("--no-explain", action="store_true", help="leave out attention/key-pair explanations")
     predict.add_argument("--device", default="auto")
+    predict.add_argument("--evidence-top-k", type=int, default=None, metavar="K",
+                         help="document models: at most K evidence sentences per fact (0: no limit; "
+                         "default: the model's evidence_top_k, 3)")
+    predict.add_argument("--evidence-min-score", type=float, default=None, metavar="S",
+                         help="document models: only sentences whose evidence score is >= S (choose S on dev)")
 
     score = commands.add_parser("score", help="metrics of a predictions file against gold (no model needed)")
     score.add_argument("gold")
@@ -117,7 +122,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from hiere.io import write_json_atomic
 
     predictor = load(args.model_dir, args.device)
-    records = predictor.predict(args.input, explain=not args.no_explain, progress=sys.stderr.isatty())
+    options = {}
+    if predictor.model.task == "doc":
+        options = {"evidence_top_k": args.evidence_top_k, "evidence_min_score": args.evidence_min_score}
+    records = predictor.predict(args.input, explain=not args.no_explain, progress=sys.stderr.isatty(), **options)
     write_json_atomic(args.output, records)
     print(f"{len(records)} predictions -> {args.output}", file=sys.stderr)
     return 0
@@ -144,6 +152,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         for key in ("title", "h_idx", "t_idx", "r"):
             if not isinstance(record, dict) or key not in record:
                 raise HiereInputError(args.pred[0], f"prediction {index}", key, "missing")
+        evidence = record.get("evidence", [])
+        if not isinstance(evidence, list) or not all(isinstance(e, int) for e in evidence):
+            raise HiereInputError(args.pred[0], f"prediction {index}", "evidence", "must be a list of sentence ids")
     train = read_docred(args.train, require_labels=True) if args.train else None
     print(json.dumps(score_documents(gold, records, train), indent=1))
     return 0

@@ -30,7 +30,7 @@ from hiere.data.bags import Bag, BagSentence
 from hiere.data.docred import Document
 from hiere.data.relations import NA, RelationMap
 from hiere.errors import HiereInputError
-from hiere.text.pipeline import EntitySpan, ParsedText, TextPipeline, entity_names, parse_entities
+from hiere.text.pipeline import BIOMEDICAL_TYPES, EntitySpan, ParsedText, TextPipeline, entity_names, parse_entities
 
 LOGGER = logging.getLogger(__name__)
 BAG_ENTITY_TYPES = ("PER", "ORG", "LOC", "MISC")  # NYT10 / GDS pair named entities, never dates or numbers
@@ -163,6 +163,26 @@ def task_name(predictor: Any) -> str:
     return name
 
 
+def is_biomedical(predictor: Any) -> bool:
+    """Whether the model was trained on PubTator documents (BC5CDR): its ``data.train`` is a PubTator file."""
+    from hiere.data.pubtator import is_pubtator
+
+    train = (getattr(predictor, "config", None) or {}).get("data", {}).get("train")
+    return isinstance(train, str) and is_pubtator(train)
+
+
+def _check_biomedical(parsed: ParsedText, source: str | None, index: int) -> None:
+    """A BC5CDR model reads chemical and disease entities, which only the user can give."""
+    types = {parsed.document.entity_type(i) for i in range(len(parsed.document.entities))}
+    if not types <= set(BIOMEDICAL_TYPES):
+        raise HiereInputError(
+            source, f"document {index + 1}", "entities",
+            "this model was trained on BC5CDR (PubTator): give the chemical and disease mentions as entity "
+            "spans with type Chemical or Disease (--entities, or an 'entities' list per record); spaCy's NER "
+            f"found types {sorted(types - set(BIOMEDICAL_TYPES))}",
+        )
+
+
 def text_pipeline(predictor: Any) -> TextPipeline:
     """The predictor's own :class:`TextPipeline` (created on first use, so spaCy loads once per model)."""
     pipeline = getattr(predictor, "_text_pipeline", None)
@@ -235,6 +255,7 @@ def extract(
     if threshold is None:
         threshold = float(getattr(predictor, "threshold", 0.5)) if task == "bag" else 0.5
     pending: list[tuple[ParsedText | None, list[tuple[Document, list[int], int]]]] = []
+    biomedical = task == "doc" and is_biomedical(predictor)
 
     def flush() -> Iterator[list[dict[str, Any]]]:
         windows = [window for _, doc_windows in pending for window, _, _ in doc_windows]
@@ -256,6 +277,14 @@ def extract(
 
     for index, item in enumerate(texts):
         parsed = _parse_item(pipeline, item, index, skip_errors, source)
+        if parsed is not None and biomedical:
+            try:
+                _check_biomedical(parsed, source, index)
+            except HiereInputError as error:
+                if not skip_errors:
+                    raise
+                LOGGER.warning("skipped: %s", error)
+                parsed = None
         if parsed is not None and len(parsed.document.entities) < 2:
             parsed = None
         if task == "bag":
@@ -266,6 +295,8 @@ def extract(
             for number, (start, end) in enumerate(document_windows(parsed.document, window_tokens)):
                 # titles are unique inside a batch: records are matched back by them
                 window, entity_index = window_document(parsed.document, start, end, f"{index}/{number}")
+                if biomedical:  # candidate pairs chemical -> disease, as in training
+                    window = replace(window, source="pubtator")
                 if len(entity_index) >= 2:
                     doc_windows.append((window, entity_index, start))
         pending.append((parsed, doc_windows))

@@ -1,4 +1,5 @@
-"""Losses shared by the models: adaptive-threshold (ATLOP), binary focal (KMGRE), InfoNCE (HiCLRE).
+"""Losses shared by the models: adaptive-threshold (ATLOP), binary focal (KMGRE), InfoNCE (HiCLRE),
+evidence KL (DREEAM's evidence guidance, an option of ATLOP and KMGRE).
 
 None of them edits its inputs in place.
 """
@@ -86,3 +87,23 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float = 
     similarity = anchor @ positive.T / temperature  # (batch, batch)
     targets = torch.arange(similarity.shape[0], device=similarity.device)
     return F.cross_entropy(similarity, targets)
+
+
+def evidence_kl_loss(sentence_mass: torch.Tensor, evidence: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """DREEAM's evidence guidance (Ma et al., EACL 2023): KL(v || p), mean over pairs with gold evidence.
+
+    ``sentence_mass``: ``(n_pairs, n_sents)`` the localized-context attention a(s,o) (ATLOP eq. 7)
+    summed per sentence; ``evidence``: ``(n_pairs, n_sents)`` 0/1, the sentences that are evidence of
+    any gold relation of the pair. Both are normalised over sentences (p = mass / sum, v = evidence / |v|);
+    pairs without evidence (and padded sentences, evidence 0) add nothing. 0 (with a gradient path)
+    when no pair has evidence.
+    """
+    rows = evidence.sum(dim=-1) > 0
+    if not bool(rows.any()):
+        return sentence_mass.sum() * 0.0
+    mass = sentence_mass[rows].float()
+    target = evidence[rows].float()
+    target = target / target.sum(dim=-1, keepdim=True)
+    p = mass / mass.sum(dim=-1, keepdim=True).clamp_min(eps)
+    kl = target * (torch.log(target.clamp_min(eps)) - torch.log(p.clamp_min(eps)))
+    return kl.sum(dim=-1).mean()

@@ -38,6 +38,7 @@ class Document:
     sents: list[list[str]]
     entities: list[list[Mention]]
     facts: list[Fact] = field(default_factory=list)
+    source: str = "docred"  # "pubtator" for BC5CDR documents (no Ign F1, no evidence)
 
     @property
     def tokens(self) -> list[str]:
@@ -56,6 +57,15 @@ class Document:
         """The mention's token span in the flattened document."""
         start = self.sent_offsets[mention.sent_id]
         return start + mention.pos[0], start + mention.pos[1]
+
+    def candidate_pairs(self) -> list[tuple[int, int]]:
+        """The ordered entity pairs a model scores: every ``h != t``; for BC5CDR (``source="pubtator"``)
+        only (Chemical head, Disease tail), the pairs CID can hold (as ATLOP's CDR setup)."""
+        n = len(self.entities)
+        if self.source == "pubtator":
+            return [(h, t) for h in range(n) for t in range(n)
+                    if self.entity_type(h) == "Chemical" and self.entity_type(t) == "Disease"]
+        return [(h, t) for h in range(n) for t in range(n) if h != t]
 
     def entity_type(self, entity_index: int) -> str:
         return self.entities[entity_index][0].type

@@ -9,7 +9,15 @@ Follows the official ``evaluation.py`` of DocRED (also used by ATLOP and Re-DocR
   the training documents' facts; Ign P = (correct - in_train) / (predicted - in_train + 1e-5) (the
   official scorer's epsilon), Ign F1 from Ign P and the plain R;
 * intra / inter: a fact is intra-sentence when its head and tail have mentions in a common sentence;
-  P, R and F1 are computed within each group, classifying predictions by the gold document.
+  P, R and F1 are computed within each group, classifying predictions by the gold document;
+* evidence (Evi P / R / F1), as the official scorer counts it: of duplicate predictions the first in
+  the file is kept (with its ``evidence``); ``n_pred_evidence`` sums the distinct sentence ids of
+  *every* kept prediction of a gold title, right or wrong (a record without ``evidence`` adds 0);
+  ``n_correct_evidence`` sums, over the *correct* facts only, the predicted ids that are among the gold
+  fact's evidence; ``n_gold_evidence`` sums the length of every gold label's evidence list.
+  Evi P = correct / predicted ids (0 when none), Evi R = correct / gold ids, Evi F1 = 2PR / (P + R).
+  The evidence keys are left out of the result when no prediction carries ``evidence`` (nothing was
+  explained, so nothing is measured) or when the gold file has no evidence (BC5CDR).
 """
 
 from __future__ import annotations
@@ -49,7 +57,10 @@ def score_documents(
     """Score DocRED submission records ``{"title", "h_idx", "t_idx", "r"}`` against gold documents."""
     by_title = {doc.title: doc for doc in gold}
     gold_keys: set[FactKey] = {(doc.title, f.h, f.t, f.r) for doc in gold for f in doc.facts}
-    predicted: set[FactKey] = {(p["title"], int(p["h_idx"]), int(p["t_idx"]), p["r"]) for p in predictions}
+    first_record: dict[FactKey, Mapping[str, Any]] = {}
+    for record in predictions:
+        first_record.setdefault((record["title"], int(record["h_idx"]), int(record["t_idx"]), record["r"]), record)
+    predicted: set[FactKey] = set(first_record)
     correct = predicted & gold_keys
 
     precision = len(correct) / len(predicted) if predicted else 0.0
@@ -89,7 +100,42 @@ def score_documents(
         p = group_correct / len(group_pred) if group_pred else 0.0
         r = group_correct / len(group_gold) if group_gold else 0.0
         result[f"{group}_precision"], result[f"{group}_recall"], result[f"{group}_f1"] = p, r, f1_score(p, r)
+    result.update(evidence_scores(gold, first_record, by_title))
     return result
+
+
+def evidence_scores(
+    gold: list[Document], first_record: Mapping[FactKey, Mapping[str, Any]], by_title: Mapping[str, Document]
+) -> dict[str, float | int]:
+    """Evi P / R / F1 of the deduplicated predictions (see the module docstring); {} when not measurable."""
+    if not any("evidence" in record for record in first_record.values()):
+        return {}
+    gold_evidence: dict[FactKey, set[int]] = {}
+    n_gold_evidence = 0
+    for doc in gold:
+        for fact in doc.facts:
+            gold_evidence[(doc.title, fact.h, fact.t, fact.r)] = set(fact.evidence)  # a repeated label: the last
+            n_gold_evidence += len(fact.evidence)
+    if n_gold_evidence == 0:
+        return {}
+    n_pred_evidence = n_correct_evidence = 0
+    for key, record in first_record.items():
+        if key[0] not in by_title:
+            continue
+        evidence = {int(sent_id) for sent_id in record.get("evidence") or ()}
+        n_pred_evidence += len(evidence)
+        if key in gold_evidence:
+            n_correct_evidence += len(evidence & gold_evidence[key])
+    precision = n_correct_evidence / n_pred_evidence if n_pred_evidence else 0.0
+    recall = n_correct_evidence / n_gold_evidence
+    return {
+        "evi_precision": precision,
+        "evi_recall": recall,
+        "evi_f1": f1_score(precision, recall),
+        "n_pred_evidence": n_pred_evidence,
+        "n_gold_evidence": n_gold_evidence,
+        "n_correct_evidence": n_correct_evidence,
+    }
 
 
 def _valid_pair(doc: Document, h: int, t: int) -> bool:

@@ -9,7 +9,9 @@ from typing import Any
 import torch
 
 from hiere.data.docred import Document, read_docred
+from hiere.data.pubtator import is_pubtator, read_pubtator
 from hiere.data.relations import RelationMap
+from hiere.evidence import DEFAULT_RULE, EvidenceRule, apply_rule
 from hiere.metrics.doc import best_threshold, score_documents
 
 
@@ -21,6 +23,9 @@ class DocTask:
     def read(
         self, path: str | Path, relations: Iterable[str] | None = None, require_labels: bool = False, **slicing: Any
     ) -> list[Document]:
+        """A DocRED JSON file, or a PubTator file (BC5CDR) by its extension: ``*.PubTator.txt``, ``*.pubtator``."""
+        if is_pubtator(path):
+            return read_pubtator(path, relations, require_labels=require_labels, **slicing)
         return read_docred(path, relations, require_labels=require_labels, **slicing)
 
     def relation_ids(self, examples: list[Document]) -> set[str]:
@@ -34,8 +39,13 @@ class DocTask:
         relations: RelationMap,
         threshold: float,
         explanations: list[dict] | None = None,
+        evidence_rule: EvidenceRule | None = DEFAULT_RULE,
     ) -> list[dict[str, Any]]:
-        """Every (pair, relation != NA) with ``score >= threshold``, as DocRED submission records."""
+        """Every (pair, relation != NA) with ``score >= threshold``, as DocRED submission records.
+
+        An explanation's ``sentence_scores`` become the record's ``evidence`` by ``evidence_rule``
+        (:mod:`hiere.evidence`); ``evidence_rule=None`` keeps the raw ``sentence_scores`` instead.
+        """
         records = []
         hits = (scores[:, 1:] >= threshold).nonzero().tolist()
         for row, column in hits:
@@ -49,6 +59,7 @@ class DocTask:
             }
             if explanations is not None and explanations[row]:
                 record.update(explanations[row])
+                apply_rule(record, evidence_rule)
             records.append(record)
         return records
 
@@ -73,6 +84,10 @@ class DocTask:
     def metrics(
         self, examples: list[Document], records: list[dict[str, Any]], train: list[Document] | None = None, **_: Any
     ) -> dict[str, Any]:
+        """DocRED metrics; for PubTator documents (BC5CDR) plain F1 and intra/inter F1 only, as the CDR
+        papers report (Ign F1 is DocRED's notion, and BC5CDR has no evidence annotation)."""
+        if any(doc.source == "pubtator" for doc in examples):
+            train = None
         return score_documents(examples, records, train)
 
 

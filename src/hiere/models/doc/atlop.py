@@ -24,7 +24,8 @@ from torch.utils.checkpoint import checkpoint
 
 from hiere.data.docred import Document
 from hiere.encoders.transformer import DEFAULT, TransformerEncoder
-from hiere.losses import adaptive_threshold_loss, adaptive_threshold_scores
+from hiere.evidence import rows_of_scores, sentence_one_hot, token_sentences
+from hiere.losses import adaptive_threshold_loss, adaptive_threshold_scores, evidence_kl_loss
 from hiere.models.base import HiereModel, ModelConfig, Resources
 
 
@@ -34,6 +35,9 @@ class TransformerDocConfig(ModelConfig):
     max_length: int = 512  # encoder window; longer documents use overlapping windows
     window_overlap: int = 128  # minimum overlap of consecutive windows
     top_k: int | None = 4  # at most k relations per pair at inference (ATLOP num_labels); None: all above TH
+    evidence_top_k: int | None = 3  # evidence sentences per fact at most (hiere.evidence.EvidenceRule)
+    evidence_min_score: float | None = None  # and only sentences with at least this score (chosen on dev)
+    evidence_loss_weight: float = 0.0  # DREEAM's evidence guidance: loss += weight * KL (0: off; DREEAM 0.1)
 
 
 @dataclass
@@ -64,7 +68,8 @@ class TransformerDocModel(HiereModel):
     def featurize(self, example: Document) -> dict[str, Any]:
         """Token ids with markers, marker position and sentence of every mention, multi-hot labels.
 
-        Pairs are all ordered entity pairs ``h != t``; ``labels[:, 0] = 1`` iff the pair has no relation.
+        Pairs are :meth:`Document.candidate_pairs` (all ordered pairs ``h != t``; chemical -> disease for
+        BC5CDR); ``labels[:, 0] = 1`` iff the pair has no relation.
         """
         spans = [example.mention_span(m) for entity in example.entities for m in entity]
         tokenized = self.encoder.tokenize(example.tokens, spans)
@@ -75,20 +80,30 @@ class TransformerDocModel(HiereModel):
             mention_positions.append(tokenized.marker_positions[cursor : cursor + len(entity)])
             mention_sents.append([m.sent_id for m in entity])
             cursor += len(entity)
-        n_entities = len(example.entities)
-        pairs = [(h, t) for h in range(n_entities) for t in range(n_entities) if h != t]
+        pairs = example.candidate_pairs()
         row_of = {pair: row for row, pair in enumerate(pairs)}
         labels = torch.zeros(len(pairs), len(self.relations))
         for fact in example.facts:
             if fact.r in self.relations and (fact.h, fact.t) in row_of:
                 labels[row_of[(fact.h, fact.t)], self.relations[fact.r]] = 1.0
         labels[:, 0] = (labels[:, 1:].sum(dim=1) == 0).float()
+        evidence = torch.zeros(len(pairs), len(example.sents))  # (n_pairs, n_sents): DREEAM's targets
+        for fact in example.facts:
+            if fact.evidence and (fact.h, fact.t) in row_of:
+                evidence[row_of[(fact.h, fact.t)], list(fact.evidence)] = 1.0
+        token_sents = token_sentences(
+            tokenized.word_spans, [len(sent) for sent in example.sents], {start for start, _ in spans},
+            len(self.encoder.marker_ids), len(tokenized.input_ids),
+        )
         return {
             "input_ids": tokenized.input_ids,
+            "token_sents": token_sents,
+            "n_sents": len(example.sents),
             "mention_positions": mention_positions,
             "mention_sents": mention_sents,
             "pairs": pairs,
             "labels": labels,
+            "evidence": evidence,
         }
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -123,6 +138,9 @@ class TransformerDocModel(HiereModel):
             "pair_tail": torch.tensor([entity_offsets[b] + t for b, _, t in pairs], dtype=torch.long),
             "pairs": pairs,
             "labels": torch.cat([f["labels"] for f in features]),
+            "doc_n_sents": [f["n_sents"] for f in features],
+            "evidence": _pad_columns([f["evidence"] for f in features]),
+            "token_sentence": sentence_one_hot([f["token_sents"] for f in features], input_ids.shape[1]),
         }
 
     def encode_mentions(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -163,6 +181,51 @@ class TransformerDocModel(HiereModel):
         return torch.cat(contexts)
 
     @staticmethod
+    def sentence_mass(
+        attention: torch.Tensor,
+        first: torch.Tensor,
+        second: torch.Tensor,
+        pair_doc: torch.Tensor,
+        token_sentence: torch.Tensor,
+        chunk: int = 1024,
+    ) -> torch.Tensor:
+        """The localized-context weights a (eq. 7) summed over each sentence's tokens -> (n_pairs, max_sents):
+        the evidence score of every sentence (as DREEAM reads evidence off ATLOP's attention)."""
+        parts = []
+        for start in range(0, first.shape[0], chunk):
+            stop = min(start + chunk, first.shape[0])
+            arguments = (attention, first[start:stop], second[start:stop], token_sentence, pair_doc[start:stop])
+            if torch.is_grad_enabled() and attention.requires_grad:  # the evidence loss: recompute in backward
+                parts.append(checkpoint(_sentence_chunk, *arguments, use_reentrant=False))
+            else:
+                parts.append(_sentence_chunk(*arguments))
+        return torch.cat(parts) if parts else token_sentence.new_zeros((0, token_sentence.shape[-1]))
+
+    def explain_sentences(
+        self, batch: dict[str, Any], attention: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+        pair_doc: torch.Tensor,
+    ) -> list[dict[str, Any]]:
+        """Per row: ``sentence_scores``, the localized-context attention of each sentence of its document."""
+        mass = self.sentence_mass(attention.float(), first, second, pair_doc, batch["token_sentence"].float())
+        n_sents = [batch["doc_n_sents"][doc] for doc in pair_doc.tolist()]
+        return rows_of_scores(mass, n_sents)
+
+    def evidence_loss(
+        self, batch: dict[str, Any], attention: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+        pair_doc: torch.Tensor, row_weights: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """DREEAM's evidence loss on the pairs' localized-context attention (:func:`evidence_kl_loss`).
+
+        ``first``/``second`` index ``attention`` (entities for ATLOP, mentions for KMGRE); with
+        ``rows``/``row_weights`` (KMGRE) the mention pairs' sentence attention is fused into their entity
+        pair's row by the fusion weights before the KL."""
+        mass = self.sentence_mass(attention.float(), first, second, pair_doc, batch["token_sentence"].float())
+        if rows is not None:
+            fused = mass.new_zeros((len(batch["pairs"]), mass.shape[1]))
+            mass = fused.index_add(0, rows, mass * row_weights[:, None])  # (n_rows, max_sents)
+        return evidence_kl_loss(mass, batch["evidence"].to(mass.device))
+
+    @staticmethod
     def empty_loss(reference: torch.Tensor) -> torch.Tensor:
         return reference.sum() * 0.0
 
@@ -174,9 +237,25 @@ def _context_chunk(
     second: torch.Tensor,
     docs: torch.Tensor,
 ) -> torch.Tensor:
+    return _pool_by_document(_context_weights(attention, first, second), hidden, docs)  # c = H^T a
+
+
+def _sentence_chunk(
+    attention: torch.Tensor, first: torch.Tensor, second: torch.Tensor, token_sentence: torch.Tensor, docs: torch.Tensor
+) -> torch.Tensor:
+    return _pool_by_document(_context_weights(attention, first, second), token_sentence, docs)  # (chunk, max_sents)
+
+
+def _context_weights(attention: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """ATLOP eqs. 6-7 -> a (chunk, seq): the arguments' attention multiplied, heads averaged, normalised."""
     weights = (attention[first] * attention[second]).mean(dim=1)  # (chunk, seq): eq. 6, heads averaged
-    weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-5)  # eq. 7: a = q / 1^T q
-    return _pool_by_document(weights, hidden, docs)  # c = H^T a
+    return weights / (weights.sum(dim=-1, keepdim=True) + 1e-5)  # eq. 7: a = q / 1^T q
+
+
+def _pad_columns(rows: list[torch.Tensor]) -> torch.Tensor:
+    """(n_i, s_i) tensors -> one (sum n_i, max s_i) tensor, zero-padded on the right."""
+    width = max((row.shape[1] for row in rows), default=1)
+    return torch.cat([nn.functional.pad(row, (0, width - row.shape[1])) for row in rows]) if rows else torch.zeros(0, 1)
 
 
 def _pool_by_document(weights: torch.Tensor, hidden: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
@@ -247,6 +326,12 @@ class ATLOP(TransformerDocModel):
         labels = batch.get("labels")
         if labels is not None:
             output["loss"] = adaptive_threshold_loss(logits, labels) if len(logits) else logits.sum() * 0.0
+            if self.config.evidence_loss_weight > 0 and len(logits):
+                evidence = self.evidence_loss(batch, entity_attention, head, tail, batch["pair_doc"])
+                output["loss_terms"] = {"adaptive_threshold": output["loss"].detach(), "evidence": evidence.detach()}
+                output["loss"] = output["loss"] + self.config.evidence_loss_weight * evidence
+        if not self.training:
+            output["explanations"] = self.explain_sentences(batch, entity_attention, head, tail, batch["pair_doc"])
         return output
 
     def classify(self, z_head: torch.Tensor, z_tail: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ sigmoid over relations (BCE, NA included as column 0); a global threshold is tun
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
 from hiere.encoders.glove import DEFAULT, WordEmbedding, glove_dim
 from hiere.encoders.lstm import BiLSTM
+from hiere.evidence import closest_rule_scores
 from hiere.models.base import HiereModel, ModelConfig, Resources
 from hiere.models.doc.common import (
     DISTANCE_BUCKETS,
@@ -40,6 +42,8 @@ class BiLSTMConfig(ModelConfig):
     hidden: int = 128
     dropout: float = 0.2  # keep_prob 0.8 in the DocRED code
     max_entities: int = 128  # coreference ids 1..max_entities
+    evidence_top_k: int | None = 3  # evidence sentences per fact at most (hiere.evidence.EvidenceRule)
+    evidence_min_score: float | None = None
 
 
 class BiLSTMRE(HiereModel):
@@ -104,4 +108,19 @@ class BiLSTMRE(HiereModel):
         output: dict[str, Any] = {"scores": torch.sigmoid(logits.float())}
         if self.training and batch.get("labels") is not None:
             output["loss"] = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+        if not self.training:
+            output["explanations"] = self.explain(batch)
         return output
+
+    @staticmethod
+    def explain(batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """The model has no attention to read: each row's ``sentence_scores`` are the documented rule
+        :func:`hiere.evidence.closest_rule_scores` (1 on the sentences of the closest head/tail mentions)."""
+        located = []  # per document, per entity: (sentence id, token start) of each mention
+        for sent_spans, entities in zip(batch["sent_spans"], batch["mention_spans"], strict=True):
+            begins = [begin for begin, _ in sent_spans]
+            located.append([[(bisect_right(begins, start) - 1, start) for start, _ in spans] for spans in entities])
+        return [
+            {"sentence_scores": closest_rule_scores(len(batch["sent_spans"][b]), located[b][h], located[b][t])}
+            for b, h, t in batch["pairs"]
+        ]

@@ -49,7 +49,7 @@ def featurize_document(
                 type_ids[position] = type_id
                 coref_ids[position] = entity_index + 1
     first_start = [min(spans)[0] for spans in mention_spans]
-    pairs = [(h, t) for h in range(len(doc.entities)) for t in range(len(doc.entities)) if h != t]
+    pairs = doc.candidate_pairs()
     labels = torch.zeros(len(pairs), len(relations))
     pair_row = {pair: row for row, pair in enumerate(pairs)}
     for fact in doc.facts:

@@ -15,8 +15,8 @@ Input layer (§3.1): word vectors (GloVe, or transformer features mapped to word
 Ablations (Table 2) are switches: ``use_translation``, ``use_bilinear``, ``multispace`` (False: K = 1
 and no projection), ``sentence_inference`` (False: ``BiLSTM_D`` reads ``S_j`` instead of ``I_sj``),
 ``hierarchical_aggregation`` (False: ``I_d`` = mean pooling of a BiLSTM over the document's words).
-In eval mode each row's ``explanations`` entry lists the sentences with the highest document-level
-attention ``a_j`` (eq. 13).
+In eval mode each row's ``explanations`` entry holds the document-level attention ``a_j`` of every
+sentence (eq. 13) as ``sentence_scores``; predictions turn them into ``evidence`` (:mod:`hiere.evidence`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from hiere.encoders.lstm import BiLSTM
 from hiere.encoders.transformer import DEFAULT as ENCODER_DEFAULT
 from hiere.encoders.transformer import TransformerEncoder, word_features
 from hiere.errors import HiereConfigError
+from hiere.evidence import rows_of_scores
 from hiere.models.base import HiereModel, ModelConfig, Resources, pad_sequences
 from hiere.models.doc.common import DISTANCE_BUCKETS, build_type_vocab, collate_documents, featurize_document
 from hiere.models.layers import Bilinear
@@ -67,7 +68,8 @@ class HINConfig(ModelConfig):
     multispace: bool = True  # False: K = 1 without projection (E^1 = E)
     sentence_inference: bool = True  # False: BiLSTM_D reads the sentence vectors S_j
     hierarchical_aggregation: bool = True  # False: I_d = mean pooling of a BiLSTM over the document
-    evidence_top_k: int = 3  # sentences listed per explained row
+    evidence_top_k: int | None = 3  # evidence sentences per fact at most (hiere.evidence.EvidenceRule)
+    evidence_min_score: float | None = None  # and only sentences with attention at least this (chosen on dev)
     max_entities: int = 128  # coreference ids 1..max_entities
 
 
@@ -399,11 +401,6 @@ class HIN(HiereModel):
         return output
 
     def explain(self, weights: torch.Tensor, mask: torch.Tensor) -> list[dict[str, Any]]:
-        """Per row: the ``evidence_top_k`` sentences with the highest document-level attention (eq. 13)."""
-        k = min(self.config.evidence_top_k, weights.shape[1])
-        values, sentences = weights.float().masked_fill(~mask, -1.0).topk(k, dim=1)  # (n_pairs, k)
-        counts = mask.sum(dim=1).clamp(max=k).tolist()
-        return [
-            {"evidence": ids[:n], "evidence_weights": [round(v, 4) for v in vals[:n]]}
-            for ids, vals, n in zip(sentences.tolist(), values.tolist(), counts, strict=True)
-        ]
+        """Per row: ``sentence_scores``, the document-level attention a_j of every sentence (eq. 13);
+        :mod:`hiere.evidence` turns them into the fact's ``evidence``."""
+        return rows_of_scores(weights.float().masked_fill(~mask, 0.0), mask.sum(dim=1).tolist())

@@ -138,7 +138,7 @@ class KMGRE(TransformerDocModel):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         config = self.config
-        pair_logits, key_logits = self.mention_pair_logits_and_keys(batch)
+        pair_logits, key_logits, mention_attention = self.mention_pair_logits_and_keys(batch, with_attention=True)
         pair_row = batch["mention_pair_row"]  # (P,)
         n_rows = len(batch["pairs"])
         weights = self.fusion_weights(pair_logits, key_logits, pair_row, n_rows)  # (P,), sum 1 per row
@@ -155,6 +155,13 @@ class KMGRE(TransformerDocModel):
                 focal = binary_focal_loss(key_logits, targets, config.focal_gamma, config.focal_alpha)
                 output["loss_terms"]["key_focal"] = focal.detach()
                 loss = loss + config.key_loss_weight * focal
+            if config.evidence_loss_weight > 0:  # DREEAM's guidance on the fused mention-pair attention
+                evidence = self.evidence_loss(
+                    batch, mention_attention, batch["mention_pairs"][:, 0], batch["mention_pairs"][:, 1],
+                    batch["pair_doc"][pair_row], weights.detach(), pair_row,
+                )
+                output["loss_terms"]["evidence"] = evidence.detach()
+                loss = loss + config.evidence_loss_weight * evidence
             output["loss"] = loss
         elif labels is not None:
             output["loss"] = self.empty_loss(pair_logits)
@@ -162,8 +169,9 @@ class KMGRE(TransformerDocModel):
             output["explanations"] = self.explain(batch, output["scores"], pair_logits, key_logits, weights)
         return output
 
-    def mention_pair_logits_and_keys(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One encoder pass -> extractor logits (P, R) and key-instance logits (P,) (None without ω)."""
+    def mention_pair_logits_and_keys(self, batch: dict[str, Any], with_attention: bool = False) -> tuple:
+        """One encoder pass -> extractor logits (P, R) and key-instance logits (P,) (None without ω);
+        ``with_attention``: also the mentions' attention (n_mentions, heads, seq), for the evidence loss."""
         config = self.config
         # hidden (B, L, H), mention states (M, H), mention attention (M, heads, L)
         hidden, mention_states, mention_attention = self.encode_mentions(batch)
@@ -182,6 +190,8 @@ class KMGRE(TransformerDocModel):
             x_key = torch.tanh(self.key_projection(x_key))  # x'(i,j)
             key_logits = self.key_classifier(x_key).squeeze(-1).float()  # (P,): logit of p_ω(z | m_i, m_j)
 
+        if with_attention:
+            return pair_logits, key_logits, mention_attention
         return pair_logits, key_logits
 
     def fusion_weights(
@@ -221,7 +231,10 @@ class KMGRE(TransformerDocModel):
         weights: torch.Tensor,
     ) -> list[dict[str, Any] | None]:
         """Key mention pairs of each row predicted to hold a relation: mention indices within the head and
-        tail entities, their sentence ids and p_ω (or p_θ's max without the key-instance classifier)."""
+        tail entities, their sentence ids and p_ω (or p_θ's max without the key-instance classifier).
+
+        ``sentence_scores``: per sentence of the document, the strongest key pair with its head or tail
+        mention there (0 where none), which :mod:`hiere.evidence` turns into the fact's ``evidence``."""
         predicted = (scores[:, 1:] >= 0).any(dim=-1).tolist()
         if key_logits is not None:
             strength = torch.sigmoid(key_logits)
@@ -237,9 +250,16 @@ class KMGRE(TransformerDocModel):
                 by_row.setdefault(row, []).append(index)
         explanations: list[dict[str, Any] | None] = [None] * len(predicted)
         name = "p_key" if key_logits is not None else "p_relation"
+        pair_doc = batch["pair_doc"].tolist()
         for row, indices in by_row.items():
             indices.sort(key=lambda index: -strength_list[index])
+            sentence_scores = [0.0] * batch["doc_n_sents"][pair_doc[row]]
+            for index in indices:
+                for mention in flat_pairs[index]:
+                    sent_id = sents[mention]
+                    sentence_scores[sent_id] = max(sentence_scores[sent_id], round(strength_list[index], 6))
             explanations[row] = {
+                "sentence_scores": sentence_scores,
                 "key_mention_pairs": [
                     {
                         "h_mention": local[index][0],
