@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("model_dir")
     add_extract_arguments(extract)
 
+    build_ds = commands.add_parser("build-ds", help="corpus + knowledge base -> distant-supervision bags (jsonl)",
+                                   description=_build_ds_description(),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_build_ds_arguments(build_ds)
+
     demo = commands.add_parser("demo", help="train bilstm on the bundled Re-DocRED sample, evaluate, extract")
     demo.add_argument("-o", "--output", default="runs/demo", help="model directory (default runs/demo)")
     demo.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's)")
@@ -81,6 +86,24 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--text")
         return
     add(parser)
+
+
+def _build_ds_description() -> str:
+    from hiere.build_ds import DESCRIPTION as description
+
+    return description
+
+
+def _add_build_ds_arguments(parser: argparse.ArgumentParser) -> None:
+    from hiere.build_ds import add_build_ds_arguments
+
+    add_build_ds_arguments(parser)
+
+
+def cmd_build_ds(args: argparse.Namespace) -> int:
+    from hiere.build_ds import run_build_ds
+
+    return run_build_ds(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -162,7 +185,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "score": cmd_score,
-            "extract": cmd_extract, "demo": cmd_demo}
+            "extract": cmd_extract, "demo": cmd_demo, "build-ds": cmd_build_ds}
 
 
 def main(argv: list[str] | None = None) -> int:
