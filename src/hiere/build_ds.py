@@ -577,6 +577,9 @@ class DatasetBuilder:
               progress: bool) -> Spool:
         """Pass 1: write every candidate line of the corpus to the spool; returns the pairs seen."""
         state = self._load_spool(spool_path, header) if resume else None
+        if resume and state is None and spool_path.exists():
+            print("hiere build-ds: the saved matches were made from other inputs or options; starting over",
+                  file=sys.stderr)
         if state is not None and state.complete:
             return state
         if state is None:
@@ -852,4 +855,7 @@ def run_build_ds(args: argparse.Namespace) -> int:
         f"{stats['kb_facts']} -> {args.output}",
         file=sys.stderr,
     )
+    if not sum(stats["lines"].values()):
+        print("hiere build-ds: warning: no sentence names two KB entities; check that the KB's names (or "
+              "--aliases) are written as in the corpus, or try --ignore-case", file=sys.stderr)
     return 0
