@@ -188,10 +188,10 @@ def test_empty_kb_and_unreadable_files(known_answer, tmp_path, capsys):
                       "-o", str(out)], capsys)
     assert code == 2 and err == f"hiere: error: {tmp_path / 'missing'}: corpus path does not exist"
     binary = tmp_path / "corpus.txt"
-    binary.write_bytes(b"\xff\xfe\x00\x81" * 50)
+    binary.write_bytes(b"Paris is in France.\n" + b"\xff\xfe\x00\x81" * 50)
     code, err = _cli(["build-ds", "--corpus", str(binary), "--kb", str(known_answer["kb"]), "-o", str(out),
                       "--match", "alias", "--no-progress"], capsys)
-    assert code == 2 and err == f"hiere: error: {binary}: not UTF-8 text (binary file?)"
+    assert code == 2 and err == f"hiere: error: {binary}: line 2: not UTF-8 text (binary file?)"
     assert not (out / "train.jsonl").exists()
     bad_json = tmp_path / "corpus.jsonl"
     bad_json.write_text('{"text": "Paris is in France."}\n{"text": \n', encoding="utf-8")

@@ -333,19 +333,16 @@ def read_corpus_file(path: Path) -> Iterator[CorpusDocument]:
             for number, item in enumerate(items, start=1):
                 yield _record_document(item, name, f"record {number}")
         elif path.suffix == ".jsonl":
-            with open(path, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        item = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise HiereInputError(name, f"line {number}", None, f"malformed JSON ({error.msg})") from None
-                    yield _record_document(item, name, f"line {number}")
+            for number, line in _text_lines(path):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise HiereInputError(name, f"line {number}", None, f"malformed JSON ({error.msg})") from None
+                yield _record_document(item, name, f"line {number}")
         else:
             yield from _paragraphs(path)
-    except UnicodeDecodeError:
-        raise HiereInputError(name, None, None, "not UTF-8 text (binary file?)") from None
     except OSError as error:
         raise HiereInputError(name, None, None, f"cannot read the corpus file: {error.strerror}") from None
 
@@ -362,19 +359,31 @@ def _record_document(item: Any, path: str, where: str) -> CorpusDocument:
     raise HiereInputError(path, where, "text", "expected an object with a 'text' string or DocRED 'sents'")
 
 
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 file, streamed; binary data fails naming its line."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = "\x00"
+            if "\x00" in line:
+                raise HiereInputError(str(path), f"line {number}", None, "not UTF-8 text (binary file?)")
+            yield number, line
+
+
 def _paragraphs(path: Path) -> Iterator[CorpusDocument]:
     lines: list[str] = []
     start = size = 0
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                if not lines:
-                    start = number
-                lines.append(line)
-                size += len(line)
-            if lines and (not line.strip() or size >= MAX_PARAGRAPH_CHARS):
-                yield CorpusDocument(f"{path}, line {start}", text="".join(lines))
-                lines, size = [], 0
+    for number, line in _text_lines(path):
+        if line.strip():
+            if not lines:
+                start = number
+            lines.append(line)
+            size += len(line)
+        if lines and (not line.strip() or size >= MAX_PARAGRAPH_CHARS):
+            yield CorpusDocument(f"{path}, line {start}", text="".join(lines))
+            lines, size = [], 0
     if lines:
         yield CorpusDocument(f"{path}, line {start}", text="".join(lines))
 
