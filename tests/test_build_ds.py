@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,20 @@ def test_shipped_bag_config_reads_the_built_splits(built_text):
     train = read_split(task, config, "train", relations, mode="pair_relation")
     assert len(train) == stats["bags"]["train"]
     assert read_split(task, config, "dev", relations) and read_split(task, config, "test", relations)
+
+
+class _NoSpacy:
+    def __getattr__(self, name):
+        raise AssertionError("spaCy was used although the saved matches were complete")
+
+
+def test_resume_with_new_sampling_skips_spacy(built_text, known_answer, tmp_path):
+    out, first = built_text
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    stats = build_dataset(known_answer["corpus"], known_answer["kb"], copy, known_answer["aliases"],
+                          options=BuildOptions(match="both", provenance=True, na_ratio=0.0), resume=True,
+                          nlp=_NoSpacy())
+    assert stats["pairs"]["na_kept"] == 0 and first["pairs"]["na_kept"] > 0
+    assert stats["sentences"] == first["sentences"]
+    assert not any(r["relation"] == "NA" for split in SPLITS for r in lines_of(copy, split))

@@ -115,7 +115,7 @@ def read_kb(
     """Read ``head <tab> relation <tab> tail`` facts, ``entity <tab> alias`` lines, ``entity <tab> id`` lines.
 
     Duplicate facts count once; a fact of an entity with itself is ignored (it never forms a pair).
-    Aliases and ids of entities that are in no fact are allowed and unused.
+    An entity of the aliases file that is in no fact is still a KB entity: its pairs are NA pairs.
     """
     facts: dict[tuple[str, str], set[str]] = defaultdict(set)
     for _, (head, relation, tail) in _fields(facts_path, "KB facts file", ("head", "relation", "tail")):
@@ -129,8 +129,7 @@ def read_kb(
     aliases: dict[str, set[str]] = {name: {name} for name in entities}
     if aliases_path is not None:
         for _, (entity, alias) in _fields(aliases_path, "aliases file", ("entity", "alias")):
-            if entity in aliases:
-                aliases[entity].add(alias)
+            aliases.setdefault(entity, {entity}).add(alias)
     ids: dict[str, str] = {}
     if ids_path is not None:
         owner: dict[str, str] = {}
