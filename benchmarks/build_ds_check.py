@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if "test" in Path(args.data).name:
         parser.error("never use a test split for this check")
     documents = json.loads(Path(args.data).read_text(encoding="utf-8"))[: args.limit]
-    work = Path(args.output)
+    work = Path(args.output).resolve()
     paths = write_known_answer(documents, work / "input")
     spans = json.loads((work / "input" / "sentences.json").read_text())
     started = time.perf_counter()

@@ -67,10 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("model_dir")
     add_extract_arguments(extract)
 
-    build_ds = commands.add_parser("build-ds", help="corpus + knowledge base -> distant-supervision bags (jsonl)",
-                                   description=_build_ds_description(),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_build_ds_arguments(build_ds)
+    from hiere import build_ds
+
+    build_ds_parser = commands.add_parser(
+        "build-ds", help="corpus + knowledge base -> distant-supervision bags (jsonl)",
+        description=build_ds.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build_ds.add_build_ds_arguments(build_ds_parser)
 
     demo = commands.add_parser("demo", help="train bilstm on the bundled Re-DocRED sample, evaluate, extract")
     demo.add_argument("-o", "--output", default="runs/demo", help="model directory (default runs/demo)")
@@ -86,18 +89,6 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--text")
         return
     add(parser)
-
-
-def _build_ds_description() -> str:
-    from hiere.build_ds import DESCRIPTION as description
-
-    return description
-
-
-def _add_build_ds_arguments(parser: argparse.ArgumentParser) -> None:
-    from hiere.build_ds import add_build_ds_arguments
-
-    add_build_ds_arguments(parser)
 
 
 def cmd_build_ds(args: argparse.Namespace) -> int:
