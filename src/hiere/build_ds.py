@@ -494,7 +494,7 @@ def _fingerprint(paths: Sequence[Path | None]) -> list[list[Any]]:
             out.append([None])
             continue
         stat = path.stat()
-        out.append([str(path.resolve()), stat.st_size, int(stat.st_mtime)])
+        out.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     return out
 
 
