@@ -241,3 +241,13 @@ def test_resume_with_new_sampling_skips_spacy(built_text, known_answer, tmp_path
     assert stats["pairs"]["na_kept"] == 0 and first["pairs"]["na_kept"] > 0
     assert stats["sentences"] == first["sentences"]
     assert not any(r["relation"] == "NA" for split in SPLITS for r in lines_of(copy, split))
+
+
+def test_help_teaches_the_formats(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build-ds", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for expected in ("head <TAB> relation <TAB> tail", "entity <TAB> alias", "--na-ratio", "--resume",
+                     "hiere train configs/pcnn_att_nyt10.yaml", "docs/build_ds.md"):
+        assert expected in text
