@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("model_dir")
     add_extract_arguments(extract)
 
+    from hiere import build_ds
+
+    build_ds_parser = commands.add_parser(
+        "build-ds", help="corpus + knowledge base -> distant-supervision bags (jsonl)",
+        description=build_ds.DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build_ds.add_build_ds_arguments(build_ds_parser)
+
     demo = commands.add_parser("demo", help="train bilstm on the bundled Re-DocRED sample, evaluate, extract")
     demo.add_argument("-o", "--output", default="runs/demo", help="model directory (default runs/demo)")
     demo.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's)")
@@ -86,6 +94,12 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--text")
         return
     add(parser)
+
+
+def cmd_build_ds(args: argparse.Namespace) -> int:
+    from hiere.build_ds import run_build_ds
+
+    return run_build_ds(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -173,7 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "score": cmd_score,
-            "extract": cmd_extract, "demo": cmd_demo}
+            "extract": cmd_extract, "demo": cmd_demo, "build-ds": cmd_build_ds}
 
 
 def main(argv: list[str] | None = None) -> int:
