@@ -45,6 +45,11 @@ def entity_name(mentions: list[dict]) -> str:
     return max(enumerate(mentions), key=lambda im: (len(im[1]["name"]), -im[0]))[1]["name"]
 
 
+def usable(name: str) -> bool:
+    """A name that fits a TSV field: not blank, no tab or line break (a few Re-DocRED names hold a newline)."""
+    return bool(name.strip()) and not any(c in name for c in "\t\n\r")
+
+
 def write_known_answer(documents: list[dict], folder: Path) -> dict[str, Path]:
     """corpus.jsonl, facts.tsv, aliases.tsv, plus sentences.json (character span of each sentence)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,10 +66,10 @@ def write_known_answer(documents: list[dict], folder: Path) -> dict[str, Path]:
             names = [entity_name(mentions) for mentions in document["vertexSet"]]
             for index, mentions in enumerate(document["vertexSet"]):
                 for mention in mentions:
-                    if mention["name"].strip() and "\t" not in mention["name"]:
+                    if usable(mention["name"]) and usable(names[index]):
                         aliases.add((names[index], mention["name"]))
             for label in document.get("labels", []):
-                if names[label["h"]] != names[label["t"]]:
+                if names[label["h"]] != names[label["t"]] and usable(names[label["h"]]) and usable(names[label["t"]]):
                     facts.add((names[label["h"]], label["r"], names[label["t"]]))
     (folder / "facts.tsv").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in sorted(facts)), encoding="utf-8")
     (folder / "aliases.tsv").write_text("".join(f"{e}\t{a}\n" for e, a in sorted(aliases)), encoding="utf-8")
