@@ -96,6 +96,6 @@ class Predictor:
 
 def load(model_dir: str | Path, device: str = "auto") -> Predictor:
     """Load a model directory written by ``hiere train``; nothing else is needed."""
-    resolved = resolve_device(device)
+    resolved = resolve_device(device, option="device")
     model, config, threshold = load_model_dir(model_dir, resolved)
     return Predictor(model, config, threshold, Path(model_dir), resolved)
