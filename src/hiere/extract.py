@@ -46,7 +46,7 @@ from hiere.text.pipeline import (
 LOGGER = logging.getLogger(__name__)
 BAG_ENTITY_TYPES = ("PER", "ORG", "LOC", "MISC")  # NYT10 / GDS pair named entities, never dates or numbers
 DEFAULT_WINDOW_TOKENS = 1024  # longer documents are read in overlapping windows (Re-DocRED: <= 481 tokens)
-DEFAULT_MAX_CHARS = 100_000  # longer texts are read in parts of this many characters (Re-DocRED: <= 3,000)
+DEFAULT_MAX_CHARS = 100_000  # longer texts are read in parts of this many characters (Re-DocRED dev: <= 2,665)
 TRIPLE_FIELDS = ("head", "head_type", "relation", "relation_name", "tail", "tail_type", "score", "evidence")
 
 
