@@ -366,3 +366,26 @@ def test_sigterm_stops_a_command_with_a_message_and_exit_143(capsys, monkeypatch
     code, _, err = run(["score", "gold.json", "pred.json"], capsys)
     assert code == 143 and one_error_line(err).startswith("hiere: stopped by SIGTERM")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_empty_inputs_and_outputs_that_cannot_be_files_are_one_line(tiny_bilstm_dir, tmp_path, gold_file, capsys):
+    empty_list, empty_bags = tmp_path / "empty.json", tmp_path / "empty.txt"
+    empty_list.write_text("[]")
+    empty_bags.write_text("")
+    cases = [
+        (["score", "--task", "bag", empty_bags, empty_list], f"{empty_bags}: the gold file holds no bags"),
+        (["evaluate", tiny_bilstm_dir, empty_list], f"{empty_list}: no documents to evaluate"),
+        (["predict", tiny_bilstm_dir, gold_file, "-o", tmp_path], f"{tmp_path}: is a directory; give the name"),
+        (["predict", tiny_bilstm_dir, gold_file, "-o", gold_file / "p.json"], f"{gold_file} is a file"),
+        (["train", REPO / "configs" / "bilstm_redocred.yaml", "-o", gold_file], "is a file; the output of training"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(argv, capsys)
+        assert code == 2 and message in one_error_line(err)
+
+
+def test_a_lone_surrogate_in_an_output_is_written_as_an_escape(tmp_path):
+    target = tmp_path / "pred.json"
+    write_json_atomic(target, [{"title": "Caf\u00e9 \udcff"}])
+    assert "\\udcff" in target.read_bytes().decode("utf-8")
+    assert json.loads(target.read_text(encoding="utf-8")) == [{"title": "Caf\u00e9 \udcff"}]

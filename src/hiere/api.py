@@ -82,6 +82,9 @@ class Predictor:
         """Metrics on a labelled file (or already read examples), with this model's tuned threshold
         (``train`` enables Ign F1 for document models)."""
         examples = self.read(path, require_labels=True) if isinstance(path, str | Path) else path
+        if not examples:
+            source = str(path) if isinstance(path, str | Path) else None
+            raise HiereInputError(source, None, None, f"no {self.task.unit} to evaluate")
         if isinstance(train, str | Path):
             train = self.task.read(train, require_labels=True)
         records = self.predict(examples, explain=False, progress=progress)

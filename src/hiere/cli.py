@@ -150,6 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hiere.training.trainer import train
 
     config = load_config(args.config, args.overrides)
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise HiereInputError(args.output, None, None, "is a file; the output of training is a model directory")
     out = train(config, args.output, resume=args.resume)
     print(f"model directory: {out}", file=sys.stderr)
     for name in ("dev_metrics.json", "test_metrics.json"):
@@ -176,8 +178,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from hiere.api import load
-    from hiere.io import write_json_atomic
+    from hiere.io import check_output_file, write_json_atomic
 
+    check_output_file(args.output)
     predictor = load(args.model_dir, args.device)
     records = predictor.predict(args.input, explain=not args.no_explain, progress=sys.stderr.isatty())
     write_json_atomic(args.output, records)
@@ -218,7 +221,8 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``hiere ARGS``: 0 on success, 2 for bad input (one line on stderr), 130/143 when interrupted."""
+    """``hiere ARGS``: 0 on success, 2 for bad input (one line on stderr), 130 (Ctrl-C), 143 (SIGTERM) or
+    129 (SIGHUP) when stopped, 141 when the reader of stdout went away."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, or a bad option (one line from Parser.error)
@@ -229,13 +233,17 @@ def main(argv: list[str] | None = None) -> int:
         except (HiereInputError, HiereConfigError) as error:
             print(f"hiere: error: {error}", file=sys.stderr)
             return 2
+        except OSError as error:  # a file the user named cannot be read or written (permissions, disk full)
+            if isinstance(error, BrokenPipeError):  # the reader of stdout went away (`hiere extract ... | head`)
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 141
+            where = f"{error.filename}: " if error.filename else ""
+            print(f"hiere: error: {where}{error.strerror or error}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print("hiere: interrupted (a training run can continue with --resume)", file=sys.stderr)
             return 130
-        except BrokenPipeError:  # the reader of stdout went away (`hiere extract ... | head`)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            return 141
         except Terminated as stop:
             print(f"hiere: stopped by {stop.signal_name} (a training run can continue with --resume)",
                   file=sys.stderr)

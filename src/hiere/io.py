@@ -62,8 +62,21 @@ def read_json_file(path: str | Path, what: str = "file") -> Any:
 # ----------------------------------------------------------------------------------------------- writing
 
 
+def check_output_file(path: str | Path) -> None:
+    """Raise :class:`HiereInputError` when ``path`` cannot become a file (it is a directory, or a parent is a file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise HiereInputError(str(path), None, None, "is a directory; give the name of the file to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HiereInputError(str(path), None, None, f"cannot be written: {parent} is a file")
+            return
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     path = Path(path)
+    check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")

@@ -142,6 +142,9 @@ def score_files(
     """
     paths = [pred_paths] if isinstance(pred_paths, str | Path) else list(pred_paths)
     gold = read_bags(gold_path, require_labels=True)
+    if not any(relation != NA for bag in gold for relation in bag.relations):
+        problem = "holds no bags" if not gold else "has no bag with a relation other than NA: nothing to score"
+        raise HiereInputError(str(gold_path), None, None, f"the gold file {problem}")
     tail = read_long_tail(long_tail) if isinstance(long_tail, str | Path) else long_tail
     runs = {str(path): read_predictions(path) for path in paths}
     results = {label: score_bags(gold, records, tail) for label, records in runs.items()}
