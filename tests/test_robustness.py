@@ -266,7 +266,7 @@ def test_unknown_titles_and_duplicates_are_scored_as_the_official_scorer_with_wa
     assert "1 duplicate prediction(s)" in err
 
 
-def test_an_empty_gold_file_is_an_error(tmp_path, redocred_raw, capsys):
+def test_an_empty_gold_file_is_an_error_and_one_without_facts_a_warning(tmp_path, redocred_raw, capsys):
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
     pred = write_predictions(tmp_path, [])
@@ -274,8 +274,9 @@ def test_an_empty_gold_file_is_an_error(tmp_path, redocred_raw, capsys):
     assert code == 2 and one_error_line(err) == f"hiere: error: {empty}: the gold file holds no documents"
     unlabelled = tmp_path / "unlabelled.json"
     unlabelled.write_text(json.dumps([{**doc, "labels": []} for doc in redocred_raw[:2]]))
-    code, _, err = run(["score", unlabelled, pred], capsys)
-    assert code == 2 and "no document has a relation fact" in one_error_line(err)
+    code, out, err = run(["score", unlabelled, pred], capsys)
+    assert code == 0 and json.loads(out)["n_gold"] == 0
+    assert f"hiere: warning: {unlabelled}: no gold document has a relation fact: recall is 0" in err
 
 
 # ------------------------------------------------------------------------------------------ configs

@@ -167,7 +167,7 @@ def score_files(
     if not gold:
         raise HiereInputError(str(gold_path), None, None, "the gold file holds no documents")
     if not any(doc.facts for doc in gold):
-        raise HiereInputError(str(gold_path), None, "labels", "no document has a relation fact: nothing to score")
+        LOGGER.warning("%s: no gold document has a relation fact: recall is 0", gold_path)
     train = read_docred(train_path, require_labels=True) if train_path else None
     records = read_predictions(pred_path, gold, known_relations(gold, train, relations_path))
     return score_documents(gold, records, train)
