@@ -28,3 +28,17 @@ def redocred_raw():
     import json
 
     return json.loads(REDOCRED.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bilstm_dir(tmp_path_factory):
+    """A real model directory, cheap to make: bilstm (hidden 16) trained for 2 steps on 4 Re-DocRED documents."""
+    from hiere.config import load_config
+    from hiere.training.trainer import train
+
+    config = load_config(REPO / "configs" / "bilstm_redocred.yaml", [
+        f"data.train={REDOCRED}", "data.train_slice=[0,4]", f"data.dev={REDOCRED}", "data.dev_slice=[4,6]",
+        f"data.relations={REL_INFO}", "trainer.epochs=1", "trainer.max_steps=2", "trainer.progress=false",
+        "model.hidden=16",
+    ])
+    return train(config, tmp_path_factory.mktemp("tiny_bilstm"))

@@ -100,6 +100,9 @@ class Predictor:
         """Metrics on a labelled file (or already read examples), with this model's tuned threshold
         (``train`` enables Ign F1 for document models)."""
         examples = self.read(path, require_labels=True) if isinstance(path, str | Path) else path
+        if not examples:
+            source = str(path) if isinstance(path, str | Path) else None
+            raise HiereInputError(source, None, None, f"no {self.task.unit} to evaluate")
         if isinstance(train, str | Path):
             train = self.task.read(train, require_labels=True)
         # document models: with explanations, so the metrics include Evi P / R / F1
@@ -115,6 +118,6 @@ class Predictor:
 
 def load(model_dir: str | Path, device: str = "auto") -> Predictor:
     """Load a model directory written by ``hiere train``; nothing else is needed."""
-    resolved = resolve_device(device)
+    resolved = resolve_device(device, option="device")
     model, config, threshold = load_model_dir(model_dir, resolved)
     return Predictor(model, config, threshold, Path(model_dir), resolved)

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import math
+import os
+import re
+import signal
 import sys
+import threading
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 from hiere.errors import HiereConfigError, HiereInputError
@@ -24,9 +33,55 @@ hiere: hierarchical relation extraction (HNRE, HiCLRE, HIN, KMGRE and baselines)
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``hiere extract: error: ... (see --help)``), exit 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(value: str) -> int:
+    number = _int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be an integer >= 1")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    number = _int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be an integer >= 0")
+    return number
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+
+
+def probability(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise argparse.ArgumentTypeError(f"{value!r} must be a score in [0, 1]")
+    return number
+
+
+def device_name(value: str) -> str:
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device: use auto, cpu, cuda or cuda:N")
+    return value
+
+
+DEVICE_HELP = "auto|cpu|cuda|cuda:N (default auto: CUDA when present)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hiere", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="hiere", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model from a YAML config",
@@ -46,25 +101,32 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--train", help="training file: enables Ign F1 (document models)")
     evaluate.add_argument("--long-tail", help="file of long-tail relations, one a line: enables Hits@K (bag models)")
     evaluate.add_argument("--plot", help="write the PR curve to this PNG (bag models)")
-    evaluate.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
+    evaluate.add_argument("--device", type=device_name, default="auto", help=DEVICE_HELP)
 
     predict = commands.add_parser("predict", help="predictions for a file (DocRED submission / bag ranking JSON)")
     predict.add_argument("model_dir")
     predict.add_argument("input", help="DocRED JSON (documents) or OpenNRE jsonl (bags); labels not needed")
     predict.add_argument("-o", "--output", required=True, help="where to write the predictions JSON")
     predict.add_argument("--no-explain", action="store_true", help="leave out attention/key-pair explanations")
-    predict.add_argument("--device", default="auto")
-    predict.add_argument("--evidence-top-k", type=int, default=None, metavar="K",
+    predict.add_argument("--device", type=device_name, default="auto", help=DEVICE_HELP)
+    predict.add_argument("--evidence-top-k", type=non_negative_int, default=None, metavar="K",
                          help="document models: at most K evidence sentences per fact (0: no limit; "
                          "default: the model's evidence_top_k, 3)")
     predict.add_argument("--evidence-min-score", type=float, default=None, metavar="S",
                          help="document models: only sentences whose evidence score is >= S (choose S on dev)")
 
-    score = commands.add_parser("score", help="metrics of a predictions file against gold (no model needed)")
+    score = commands.add_parser(
+        "score", help="metrics of a predictions file against gold (no model needed)",
+        description="Score a predictions file against gold data. Each prediction is checked: a missing or "
+        "mistyped field, an unknown relation or an entity index outside its document is an error (exit 2); "
+        "predictions of titles not in the gold file and duplicates are scored as the official DocRED "
+        "scorer does (wrong, and counted once) with a warning that counts them.")
     score.add_argument("gold")
     score.add_argument("pred", nargs="+", help="predictions JSON (several allowed for --plot with --task bag)")
     score.add_argument("--task", choices=["doc", "bag"], default="doc")
     score.add_argument("--train", help="training file: enables Ign F1 (doc)")
+    score.add_argument("--relations", help="rel_info.json / rel2id.json: the relations a prediction may name "
+                       "(doc; default: the gold and training relations, plus DocRED's 96 for DocRED data)")
     score.add_argument("--long-tail", help="long-tail relation list: enables Hits@K (bag)")
     score.add_argument("--plot", help="PR curve PNG (bag)")
 
@@ -82,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train bilstm on the bundled Re-DocRED sample, evaluate, extract")
     demo.add_argument("-o", "--output", default="runs/demo", help="model directory (default runs/demo)")
-    demo.add_argument("--epochs", type=int, default=None, help="epochs (default: the config's)")
+    demo.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the config's)")
     return parser
 
 
@@ -107,6 +169,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hiere.training.trainer import train
 
     config = load_config(args.config, args.overrides)
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise HiereInputError(args.output, None, None, "is a file; the output of training is a model directory")
     out = train(config, args.output, resume=args.resume)
     print(f"model directory: {out}", file=sys.stderr)
     for name in ("dev_metrics.json", "test_metrics.json"):
@@ -133,8 +197,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from hiere.api import load
-    from hiere.io import write_json_atomic
+    from hiere.io import check_output_file, write_json_atomic
 
+    check_output_file(args.output)
     predictor = load(args.model_dir, args.device)
     options = {}
     if predictor.model.task == "doc":
@@ -146,9 +211,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from hiere.data.docred import load_json, read_docred
-    from hiere.metrics.doc import score_documents
-
     if args.task == "bag":
         from hiere.tasks.bag import score_files
         from hiere.training.trainer import _read_long_tail
@@ -158,19 +220,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 0
     if len(args.pred) != 1:
         raise HiereConfigError("document-level scoring takes one predictions file")
-    gold = read_docred(args.gold, require_labels=True)
-    records = load_json(args.pred[0])
-    if not isinstance(records, list):
-        raise HiereInputError(args.pred[0], None, None, "a predictions file must be a JSON list of records")
-    for index, record in enumerate(records):
-        for key in ("title", "h_idx", "t_idx", "r"):
-            if not isinstance(record, dict) or key not in record:
-                raise HiereInputError(args.pred[0], f"prediction {index}", key, "missing")
-        evidence = record.get("evidence", [])
-        if not isinstance(evidence, list) or not all(isinstance(e, int) for e in evidence):
-            raise HiereInputError(args.pred[0], f"prediction {index}", "evidence", "must be a list of sentence ids")
-    train = read_docred(args.train, require_labels=True) if args.train else None
-    print(json.dumps(score_documents(gold, records, train), indent=1))
+    from hiere.tasks.doc import score_files
+
+    print(json.dumps(score_files(args.gold, args.pred[0], args.train, args.relations), indent=1))
     return 0
 
 
@@ -191,15 +243,75 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """``hiere ARGS``: 0 on success, 2 for bad input (one line on stderr), 130 (Ctrl-C), 143 (SIGTERM) or
+    129 (SIGHUP) when stopped, 141 when the reader of stdout went away."""
     try:
-        return COMMANDS[args.command](args)
-    except (HiereInputError, HiereConfigError) as error:
-        print(f"hiere: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("hiere: interrupted (a run can continue with --resume)", file=sys.stderr)
-        return 130
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a bad option (one line from Parser.error)
+        return int(stop.code or 0) if not isinstance(stop.code, str) else 2
+    with _warnings_to_stderr(), _signals_as_exceptions():
+        try:
+            return COMMANDS[args.command](args)
+        except (HiereInputError, HiereConfigError) as error:
+            print(f"hiere: error: {error}", file=sys.stderr)
+            return 2
+        except OSError as error:  # a file the user named cannot be read or written (permissions, disk full)
+            if isinstance(error, BrokenPipeError):  # the reader of stdout went away (`hiere extract ... | head`)
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 141
+            where = f"{error.filename}: " if error.filename else ""
+            print(f"hiere: error: {where}{error.strerror or error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("hiere: interrupted (a training run can continue with --resume)", file=sys.stderr)
+            return 130
+        except Terminated as stop:
+            print(f"hiere: stopped by {stop.signal_name} (a training run can continue with --resume)",
+                  file=sys.stderr)
+            return 128 + stop.signal_number
+
+
+class Terminated(BaseException):  # noqa: N818 (not an error: the process was asked to stop)
+    """SIGTERM or SIGHUP arrived: raised in the main thread so temp files are removed and outputs stay whole."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+        self.signal_name = signal.Signals(signal_number).name
+
+
+@contextlib.contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signal_number: int, _frame: object) -> None:
+        raise Terminated(signal_number)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """``hiere.*`` warnings (skipped documents, scorer notes) as ``hiere: warning: ...`` lines on stderr."""
+    logger = logging.getLogger("hiere")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hiere: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from hiere.errors import HiereConfigError, HiereInputError
 
 SECTIONS = ("model", "data", "trainer")
 DATA_KEYS = ("train", "dev", "test", "relations", "long_tail", "train_slice", "dev_slice", "test_slice")
+DATA_FILES = ("train", "dev", "test", "relations", "long_tail")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -177,17 +178,24 @@ def _as_float(value: Any) -> float | None:
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Read a YAML config, apply ``key=value`` overrides and :func:`resolve` it."""
+    from hiere.io import read_text_file
+
     path = Path(path)
-    if not path.exists():
-        raise HiereInputError(str(path), None, None, "config file does not exist")
+    text = read_text_file(path, "config file")
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        config = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
-        raise HiereInputError(str(path), None, None, f"not valid YAML ({error})") from None
+        raise HiereInputError(str(path), None, None, f"not valid YAML ({_one_line(error)})") from None
+    except RecursionError:
+        raise HiereInputError(str(path), None, None, "YAML nested too deeply to be read") from None
     if not isinstance(config, dict):
         raise HiereInputError(str(path), None, None, "a config must be a mapping of sections")
     config = apply_overrides(config, overrides or [])
     return resolve(config, base_dir=path.parent)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -197,7 +205,10 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
         if "=" not in item:
             raise HiereConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except (yaml.YAMLError, RecursionError) as error:
+            raise HiereConfigError(f"--set {item}: the value is not valid YAML ({_one_line(error)})") from None
         node = config
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -220,12 +231,17 @@ def resolve(config: dict[str, Any], base_dir: Path | None = None) -> dict[str, A
     model = config.get("model")
     if not isinstance(model, dict) or not model.get("name"):
         raise HiereConfigError("the config needs model.name (for example `model: {name: bilstm}`)")
+    if not isinstance(model["name"], str):
+        raise HiereConfigError(f"model.name must be a model name, got {model['name']!r}")
     data = config.get("data") or {}
     if not isinstance(data, dict):
         raise HiereConfigError(f"the data section must be a mapping of keys, got {data!r}")
     unknown = sorted(set(data) - set(DATA_KEYS), key=str)
     if unknown:
         raise HiereConfigError(f"unknown data keys {unknown}; known: {list(DATA_KEYS)}")
+    for key in DATA_FILES:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise HiereConfigError(f"data.{key} must be a file path, got {data[key]!r}")
     for split in ("train", "dev", "test"):
         bounds = data.get(f"{split}_slice")
         if bounds is not None and not (
@@ -236,6 +252,16 @@ def resolve(config: dict[str, Any], base_dir: Path | None = None) -> dict[str, A
     config["data"] = data
     config["trainer"] = TrainerConfig.from_dict(config.get("trainer") or {}).to_dict()
     return config
+
+
+def check_data_files(config: dict[str, Any]) -> None:
+    """Every file the ``data`` section names must exist (checked before training, so a mistyped
+    ``data.test`` is not found only after the last epoch)."""
+    for key in DATA_FILES:
+        path = get(config, f"data.{key}")
+        if path and not Path(path).is_file():
+            problem = "is a directory, expected a file" if Path(path).is_dir() else "file does not exist"
+            raise HiereInputError(str(path), None, None, f"{problem} (data.{key})")
 
 
 def get(config: dict[str, Any], dotted: str, default: Any = None) -> Any:

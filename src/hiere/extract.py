@@ -17,12 +17,11 @@ the model's relation map, and ``evidence``, the sentences behind the fact (see
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,11 +29,25 @@ from hiere.data.bags import Bag, BagSentence
 from hiere.data.docred import Document
 from hiere.data.relations import NA, RelationMap
 from hiere.errors import HiereInputError
-from hiere.text.pipeline import BIOMEDICAL_TYPES, EntitySpan, ParsedText, TextPipeline, entity_names, parse_entities
+from hiere.io import dumps_json, parse_json
+from hiere.text.pipeline import (
+    BIOMEDICAL_TYPES,
+    EntitySpan,
+    ParsedText,
+    TextPipeline,
+    binary_problem,
+    check_text,
+    clean_text,
+    decode_text,
+    entity_names,
+    parse_entities,
+    split_windows,
+)
 
 LOGGER = logging.getLogger(__name__)
 BAG_ENTITY_TYPES = ("PER", "ORG", "LOC", "MISC")  # NYT10 / GDS pair named entities, never dates or numbers
 DEFAULT_WINDOW_TOKENS = 1024  # longer documents are read in overlapping windows (Re-DocRED: <= 481 tokens)
+DEFAULT_MAX_CHARS = 100_000  # longer texts are read in parts of this many characters (Re-DocRED dev: <= 2,665)
 TRIPLE_FIELDS = ("head", "head_type", "relation", "relation_name", "tail", "tail_type", "score", "evidence")
 
 
@@ -239,71 +252,154 @@ def extract(
     skip_errors: bool = False,
     source: str | None = None,
     window_tokens: int = DEFAULT_WINDOW_TOKENS,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    on_error: Callable[[HiereInputError], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Stream triples: one list per input text, in input order.
 
     ``texts``: strings or records ``{"text", "title"?, "entities"?}`` (user entity spans, see
     :func:`hiere.text.pipeline.parse_entities`). A text that is empty or has fewer than two entities
-    gives ``[]``. Binary or non-English input raises :class:`HiereInputError`, or with
-    ``skip_errors`` logs a warning and gives ``[]``. Document models see ``batch_size`` texts per
-    call; only one batch is held in memory. A document longer than ``window_tokens`` is read by the
-    model in overlapping windows (:func:`document_windows`); a triple found in several windows
-    keeps its best score.
+    gives ``[]``. Odd characters are replaced (:func:`hiere.text.pipeline.clean_text`). Binary or
+    non-English input raises :class:`HiereInputError` after the results of the texts before it have
+    been yielded; with ``skip_errors`` the text gives ``[]`` and the error goes to ``on_error`` (default:
+    a logged warning). Document models see ``batch_size`` texts per call; only one batch is held in
+    memory. A document longer than ``window_tokens`` is read by the model in overlapping windows
+    (:func:`document_windows`); a triple found in several windows keeps its best score.
+
+    ``max_chars`` bounds the text read as one document: a longer text is cut at paragraph, line or
+    sentence ends into parts of at most ``max_chars`` characters (with a warning), each read as a
+    document of its own (entities are not linked across parts), and the triples of all parts are
+    merged. ``progress`` is called with the number of characters of each part once it is parsed.
     """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise HiereInputError(None, None, "batch_size", f"must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(max_chars, int) or max_chars < 1:
+        raise HiereInputError(None, None, "max_chars", f"must be an integer >= 1, got {max_chars!r}")
+    if threshold is not None and not (isinstance(threshold, int | float) and 0.0 <= threshold <= 1.0):
+        raise HiereInputError(None, None, "threshold", f"must be a score in [0, 1], got {threshold!r}")
     pipeline = pipeline or text_pipeline(predictor)
     task = task_name(predictor)
     if threshold is None:
         threshold = float(getattr(predictor, "threshold", 0.5)) if task == "bag" else 0.5
-    pending: list[tuple[ParsedText | None, list[tuple[Document, list[int], int]]]] = []
+    report = on_error or (lambda error: LOGGER.warning("skipped: %s", error))
+    pending: list[_Part] = []
     biomedical = task == "doc" and is_biomedical(predictor)
+    merged: dict[int, list[list[dict[str, Any]]]] = {}  # input index -> triples of each part read so far
 
-    def flush() -> Iterator[list[dict[str, Any]]]:
-        windows = [window for _, doc_windows in pending for window, _, _ in doc_windows]
-        by_title: dict[str, list[Mapping[str, Any]]] = {}
-        for record in predictor.predict(windows) if windows else []:
-            by_title.setdefault(str(record["title"]), []).append(record)
-        for parsed, doc_windows in pending:
-            if parsed is None:
-                yield []
-                continue
-            records = [
-                _to_whole_document(record, entity_index, sent_offset)
-                for window, entity_index, sent_offset in doc_windows
-                for record in by_title.get(window.title, [])
-            ]
-            texts = parsed.sentence_texts
-            yield triples_from_predictions(parsed.document, records, predictor.relations, texts)
+    def flush() -> tuple[int, HiereInputError] | None:
+        """Predict the pending parts -> ``(input index, error)`` of the first part that failed when
+        errors are not skipped, else None."""
+        failure = None
+        for part, result in zip(pending, _predict_parts(predictor, pending), strict=True):
+            if not isinstance(result, HiereInputError):
+                merged[part.index].append(result)
+            elif skip_errors:
+                report(result)
+            elif failure is None:
+                failure = (part.index, result)
         pending.clear()
+        return failure
+
+    def finished(upto: int) -> Iterator[list[dict[str, Any]]]:
+        for index in [i for i in merged if i < upto]:
+            yield _merge_triples(merged.pop(index))
 
     for index, item in enumerate(texts):
-        parsed = _parse_item(pipeline, item, index, skip_errors, source)
-        if parsed is not None and biomedical:
-            try:
-                _check_biomedical(parsed, source, index)
-            except HiereInputError as error:
-                if not skip_errors:
-                    raise
-                LOGGER.warning("skipped: %s", error)
-                parsed = None
-        if parsed is not None and len(parsed.document.entities) < 2:
-            parsed = None
-        if task == "bag":
-            yield _extract_bags(predictor, parsed, threshold) if parsed is not None else []
-            continue
-        doc_windows = []
-        if parsed is not None:
-            for number, (start, end) in enumerate(document_windows(parsed.document, window_tokens)):
-                # titles are unique inside a batch: records are matched back by them
-                window, entity_index = window_document(parsed.document, start, end, f"{index}/{number}")
-                if biomedical:  # candidate pairs chemical -> disease, as in training
-                    window = replace(window, source="pubtator")
-                if len(entity_index) >= 2:
-                    doc_windows.append((window, entity_index, start))
-        pending.append((parsed, doc_windows))
-        if len(pending) >= batch_size:
-            yield from flush()
-    if pending:
-        yield from flush()
+        merged[index] = []
+        failure = None
+        try:
+            for parsed in _parse_parts(pipeline, item, index, source, max_chars, progress):
+                if biomedical:
+                    _check_biomedical(parsed, source, index)
+                if len(parsed.document.entities) < 2:
+                    continue
+                if task == "bag":
+                    merged[index].append(_extract_bags(predictor, parsed, threshold))
+                    continue
+                windows = _model_windows(parsed, index, len(pending), window_tokens, biomedical)
+                pending.append(_Part(index, parsed, windows))
+                if len(pending) >= batch_size:
+                    failure = flush()
+                    if failure is not None:
+                        break
+                    yield from finished(index)
+        except HiereInputError as error:
+            if skip_errors:
+                report(error)
+            else:
+                failure = flush() or (index, error)
+        if failure is not None:
+            yield from finished(failure[0])
+            raise failure[1]
+        yield from finished(pending[0].index if pending else index + 1)
+    failure = flush()
+    if failure is not None:
+        yield from finished(failure[0])
+        raise failure[1]
+    yield from finished(sys.maxsize)
+
+
+@dataclass
+class _Part:
+    """A parsed text (or one part of a long text) and the model windows cut from it."""
+
+    index: int  # the input text it belongs to
+    parsed: ParsedText
+    windows: list[tuple[Document, list[int], int]]  # (window document, entity index map, first sentence)
+
+
+def _model_windows(parsed: ParsedText, index: int, slot: int, window_tokens: int, biomedical: bool = False
+                   ) -> list[tuple[Document, list[int], int]]:
+    windows = []
+    for number, (start, end) in enumerate(document_windows(parsed.document, window_tokens)):
+        # titles are unique inside a batch: records are matched back by them
+        window, entity_index = window_document(parsed.document, start, end, f"{index}/{slot}/{number}")
+        if biomedical:  # candidate pairs chemical -> disease, as in training
+            window = replace(window, source="pubtator")
+        if len(entity_index) >= 2:
+            windows.append((window, entity_index, start))
+    return windows
+
+
+def _predict_parts(predictor: Any, parts: list[_Part]) -> list[list[dict[str, Any]] | HiereInputError]:
+    """The triples of each part, from one model call for all; when that call fails, one call per
+    part, so a part the model rejects gives its own error and the others their triples."""
+    windows = [window for part in parts for window, _, _ in part.windows]
+    if not windows:
+        return [[] for _ in parts]
+    try:
+        records = predictor.predict(windows)
+    except HiereInputError as error:
+        if len(parts) > 1:
+            return [result for part in parts for result in _predict_parts(predictor, [part])]
+        return [HiereInputError(None, f"{parts[0].parsed.document.title}", None, f"the model failed: {error}")]
+    by_title: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_title.setdefault(str(record["title"]), []).append(record)
+    results: list[list[dict[str, Any]] | HiereInputError] = []
+    for part in parts:
+        whole = [
+            _to_whole_document(record, entity_index, sent_offset)
+            for window, entity_index, sent_offset in part.windows
+            for record in by_title.get(window.title, [])
+        ]
+        texts = part.parsed.sentence_texts
+        results.append(triples_from_predictions(part.parsed.document, whole, predictor.relations, texts))
+    return results
+
+
+def _merge_triples(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The triples of a text's parts as one list: one per (head, relation, tail), best score first."""
+    if len(parts) == 1:
+        return parts[0]
+    best: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for triples in parts:
+        for triple in triples:
+            key = (triple["head"], triple["relation"], triple["tail"])
+            if key not in best or triple["score"] > best[key]["score"]:
+                best[key] = triple
+    return sorted(best.values(), key=lambda triple: -triple["score"])
 
 
 def _to_whole_document(record: Mapping[str, Any], entity_index: list[int], sent_offset: int) -> dict:
@@ -325,27 +421,50 @@ def _extract_bags(predictor: Any, parsed: ParsedText, threshold: float) -> list[
     return triples_from_predictions(parsed.document, records, predictor.relations, texts, threshold)
 
 
-def _parse_item(
-    pipeline: TextPipeline, item: Any, index: int, skip_errors: bool, source: str | None
-) -> ParsedText | None:
+def _parse_parts(
+    pipeline: TextPipeline,
+    item: Any,
+    index: int,
+    source: str | None,
+    max_chars: int,
+    progress: Callable[[int], None] | None,
+) -> Iterator[ParsedText | None]:
+    """The parsed parts of one input text: one part, or with more than ``max_chars`` characters, one per
+    piece of :func:`split_windows` (parsed one at a time, so memory does not grow with the text)."""
     record = f"document {index + 1}"
-    try:
-        if isinstance(item, Mapping):
-            title = item.get("title")
-            if title:
-                record += f" ({title!r})"
-            if "text" not in item:
-                raise HiereInputError(source, record, "text", "missing: a record needs a 'text' string")
-            entities = item.get("entities")
-            if entities is not None:
-                entities = parse_entities(entities, source or "<entities>", record)
-            return pipeline.parse(item["text"], entities, str(title) if title else record, source, record)
-        return pipeline.parse(item, None, record, source, record)
-    except HiereInputError as error:
-        if not skip_errors:
-            raise
-        LOGGER.warning("skipped: %s", error)
-        return None
+    entities = None
+    if isinstance(item, Mapping):
+        title = item.get("title")
+        if title:
+            record += f" ({clean_text(str(title))!r})"
+        if "text" not in item:
+            raise HiereInputError(source, record, "text", "missing: a record needs a 'text' string")
+        if item.get("entities") is not None:
+            entities = parse_entities(item["entities"], source or "<entities>", record)
+        text, title = item["text"], clean_text(str(title)) if title else record
+    else:
+        text, title = item, record
+    text = check_text(text, source, record)
+    if len(text) <= max_chars:
+        parsed = pipeline.parse(text, entities, title, source, record)
+        if progress is not None:
+            progress(len(text))
+        yield parsed
+        return
+    if entities is not None:
+        message = f"{len(text):,} characters: longer than the maximum of {max_chars:,} that takes entity spans"
+        raise HiereInputError(source, record, "text", message)
+    pieces = split_windows(text, max_chars)
+    LOGGER.warning(
+        "%s%s: %s characters, more than the maximum document length (%s): read as %d parts of at most %s "
+        "characters, cut at paragraph, line or sentence ends; entities are not linked across parts",
+        f"{source}: " if source else "", record, f"{len(text):,}", f"{max_chars:,}", len(pieces), f"{max_chars:,}",
+    )
+    for number, (start, end) in enumerate(pieces, start=1):
+        piece = text[start:end]
+        yield pipeline.parse(piece, None, f"{title} [part {number}]", source, f"{record}, part {number}")
+        if progress is not None:
+            progress(len(piece))
 
 
 def extract_text(
@@ -366,56 +485,90 @@ def extract_text(
 # ----------------------------------------------------------------------------------------------- inputs
 
 
-def iter_documents(path: str | Path, input_format: str = "auto") -> Iterator[str | dict[str, Any]]:
+def iter_documents(
+    path: str | Path, input_format: str = "auto", on_error: Callable[[HiereInputError], None] | None = None
+) -> Iterator[str | dict[str, Any]]:
     """Stream the documents of a file: ``lines`` (one text a line, blank lines skipped), ``jsonl`` (one
     JSON string or ``{"text", "title"?, "entities"?}`` a line) or ``json`` (a JSON list of those, read
-    whole). ``auto``: by extension (``.jsonl``, ``.json``, else lines). ``-`` reads standard input."""
+    whole). ``auto``: by extension (``.jsonl``, ``.json``, else lines). ``-`` reads standard input.
+
+    Bytes that are not UTF-8 become U+FFFD (a warning names the line). A line that is malformed JSON
+    or a record without a ``text`` string raises :class:`HiereInputError` naming its line, or with
+    ``on_error`` is passed to it and skipped, and reading goes on.
+    """
     name = str(path)
     if input_format == "auto":
         input_format = "jsonl" if name.endswith(".jsonl") else "json" if name.endswith(".json") else "lines"
     if name != "-" and not Path(path).is_file():
-        raise HiereInputError(name, None, None, "file does not exist")
-    return _read_documents(path, input_format)
+        problem = "is a directory, expected a file of documents" if Path(path).is_dir() else "file does not exist"
+        raise HiereInputError(name, None, None, problem)
+    return _read_documents(path, input_format, on_error)
 
 
-def _read_documents(path: str | Path, input_format: str) -> Iterator[str | dict[str, Any]]:
+def _read_documents(
+    path: str | Path, input_format: str, on_error: Callable[[HiereInputError], None] | None
+) -> Iterator[str | dict[str, Any]]:
     name = str(path)
     if input_format == "json":
-        from hiere.data.docred import load_json
-
-        raw = load_json(path)
-        items = raw if isinstance(raw, list) else [raw]
-        for index, item in enumerate(items):
-            yield _check_item(item, name, f"document {index + 1}")
+        yield from _read_json_list(path, on_error)
         return
-    handle = sys.stdin if name == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    for line_number, line in _decoded_lines(path):
+        if not line.strip():
+            continue
+        where = f"line {line_number}"
+        if input_format == "lines":
+            yield {"text": line, "title": where}
+            continue
+        try:
+            record = _as_record(_check_item(parse_json(line, name, where), name, where))
+        except HiereInputError as error:
+            if on_error is None:
+                raise
+            on_error(error)
+            continue
+        record.setdefault("title", where)
+        yield record
+
+
+def _decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text without the line end)`` of a file or of standard input (``-``), read as bytes
+    and decoded as UTF-8 with U+FFFD for bad bytes; lines are split at ``\n`` only."""
+    name = str(path)
+    if name == "-":
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:  # a text stream (tests, notebooks): already decoded
+            for number, line in enumerate(sys.stdin, start=1):
+                yield number, clean_text(line.rstrip("\r\n"))
+            return
+        handle = stream
+    else:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below; a generator)
     try:
-        line_number = 0
-        while True:
-            try:
-                line = handle.readline()
-            except UnicodeDecodeError:
-                where = f"line {line_number + 1}"
-                raise HiereInputError(name, where, None, "not UTF-8 text (binary file?)") from None
-            if not line:
-                return
-            line_number += 1
-            if not line.strip():
-                continue
-            if input_format == "lines":
-                yield {"text": line.rstrip("\r\n"), "title": f"line {line_number}"}
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                where = f"line {line_number}"
-                raise HiereInputError(name, where, None, f"malformed JSON ({error.msg})") from None
-            record = _as_record(_check_item(item, name, f"line {line_number}"))
-            record.setdefault("title", f"line {line_number}")
-            yield record
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte order mark
+            line, replaced = decode_text(raw.rstrip(b"\r\n"))
+            if replaced and binary_problem(line) is None:  # binary lines are reported when skipped
+                LOGGER.warning("%s: line %d: %d byte(s) that are not UTF-8 read as U+FFFD", name, number, replaced)
+            yield number, line
     finally:
-        if handle is not sys.stdin:
+        if handle is not getattr(sys.stdin, "buffer", None):
             handle.close()
+
+
+def _read_json_list(path: str | Path, on_error: Callable[[HiereInputError], None] | None
+                    ) -> Iterator[str | dict[str, Any]]:
+    name = str(path)
+    text = "\n".join(line for _, line in _decoded_lines(path))
+    raw = parse_json(text, name)
+    items = raw if isinstance(raw, list) else [raw]
+    for index, item in enumerate(items):
+        try:
+            yield _check_item(item, name, f"document {index + 1}")
+        except HiereInputError as error:
+            if on_error is None:
+                raise
+            on_error(error)
 
 
 def _as_record(item: str | dict[str, Any]) -> dict[str, Any]:
@@ -430,14 +583,16 @@ def _check_item(item: Any, source: str, record: str) -> str | dict[str, Any]:
     return item
 
 
-def count_documents(path: str | Path, input_format: str = "auto") -> int | None:
-    """Number of documents of a lines/jsonl file (a cheap pass for the progress bar), else ``None``."""
+def count_characters(path: str | Path, input_format: str = "auto") -> int | None:
+    """Characters of text in a ``lines`` file (a cheap pass for the progress bar), else ``None``."""
     name = str(path)
-    if name == "-" or name.endswith(".json") and input_format == "auto" or input_format == "json":
+    if input_format == "auto":
+        input_format = "jsonl" if name.endswith(".jsonl") else "json" if name.endswith(".json") else "lines"
+    if name == "-" or input_format != "lines":
         return None
     try:
         with open(path, "rb") as handle:
-            return sum(1 for line in handle if line.strip())
+            return sum(len(decode_text(line.rstrip(b"\r\n"))[0]) for line in handle if line.strip())
     except OSError:
         return None
 
@@ -472,6 +627,14 @@ def format_table(triples: Sequence[Mapping[str, Any]], title: str | None = None)
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hiere extract MODEL_DIR (--text TEXT | FILE)`` (the caller adds ``model_dir``)."""
+    from hiere.cli import DEVICE_HELP, device_name, non_negative_int, positive_int, probability
+
+    parser.description = (
+        "Raw English text -> relation triples. Bytes that are not UTF-8 and lone surrogates are read as "
+        "U+FFFD (one character each, so character offsets still index your text); binary or non-English "
+        "documents of a file are skipped with a warning naming the line, and the rest continues. Texts "
+        "longer than --max-chars are read in parts (see docs/extract.md)."
+    )
     parser.add_argument(
         "input", nargs="?", help="file of documents: one text a line, or .jsonl records "
         "{text, title?, entities?}, or a .json list of those; '-' reads standard input"
@@ -484,20 +647,31 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
                         help="jsonl: one JSON triple a line (default); table: aligned columns for people")
     parser.add_argument("--input-format", choices=["auto", "lines", "jsonl", "json"], default="auto",
                         help="how FILE holds documents (default: by extension)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="bag models: minimum score of a relation (default: the model's tuned threshold)")
-    parser.add_argument("--batch-size", type=int, default=8, help="documents per model call (default 8)")
-    parser.add_argument("--window-tokens", type=int, default=DEFAULT_WINDOW_TOKENS,
+    parser.add_argument("--threshold", type=probability, default=None,
+                        help="bag models: minimum score of a relation, in [0, 1] (default: the model's tuned "
+                        "threshold)")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="documents per model call, >= 1 (default 8)")
+    parser.add_argument("--window-tokens", type=non_negative_int, default=DEFAULT_WINDOW_TOKENS,
                         help="document models read longer documents in overlapping windows of this many "
                         f"tokens (default {DEFAULT_WINDOW_TOKENS}; 0: never)")
+    parser.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS,
+                        help="the longest text read as one document (default "
+                        f"{DEFAULT_MAX_CHARS:,}); a longer one is read in parts of at most this many "
+                        "characters, cut at paragraph or sentence ends, with a warning")
     parser.add_argument("--no-language-check", action="store_true",
                         help="do not reject text that does not look like English")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar for files")
-    parser.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (shown for files when stderr is a terminal; counts characters)")
+    parser.add_argument("--device", type=device_name, default="auto", help=DEVICE_HELP)
 
 
 def run_extract(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """``hiere extract``: print triples (JSON lines or a table); bad input -> one stderr line, exit 2."""
+    """``hiere extract``: print triples (JSON lines or a table); bad input -> one stderr line, exit 2.
+
+    In a file, a document that cannot be read (malformed JSON, binary, not English) is skipped with a
+    warning naming its line; the others are printed as they are read. The summary line counts them.
+    """
     out = out or sys.stdout
     try:
         return _run_extract(args, out)
@@ -516,6 +690,12 @@ def _run_extract(args: argparse.Namespace, out: TextIO) -> int:
         raise HiereInputError(entities_path, None, None, message)
     if text is not None and not text.strip():
         raise HiereInputError(None, None, "--text", "the text is empty")
+    skipped: list[HiereInputError] = []
+
+    def skip(error: HiereInputError) -> None:
+        skipped.append(error)
+        LOGGER.warning("skipped: %s", error)
+
     items: Iterable[Any]
     total = None
     if text is not None:
@@ -528,48 +708,56 @@ def _run_extract(args: argparse.Namespace, out: TextIO) -> int:
         items = [item]
     else:
         input_format = getattr(args, "input_format", "auto")
-        items = iter_documents(path, input_format)
-        total = count_documents(path, input_format)
+        items = iter_documents(path, input_format, on_error=skip)
+        total = count_characters(path, input_format)
 
     from hiere.api import load
 
     predictor = load(args.model_dir, getattr(args, "device", "auto"))
     pipeline = TextPipeline(check_english=not getattr(args, "no_language_check", False))
     predictor._text_pipeline = pipeline
+    bar = None
     if path is not None and not getattr(args, "no_progress", False):
         from tqdm.auto import tqdm
 
-        items = tqdm(items, total=total, unit="doc", file=sys.stderr, disable=None)
-    if path is not None:
-        logging.basicConfig(format="hiere: warning: %(message)s", stream=sys.stderr)
+        bar = tqdm(total=total, unit="char", unit_scale=True, file=sys.stderr, disable=None, desc="extract")
     titles: deque[str] = deque()  # titles of the documents read but not yet printed
 
     def titled(stream: Iterable[Any]) -> Iterator[Any]:
         for index, element in enumerate(stream):
             title = element.get("title") if isinstance(element, dict) else None
-            titles.append(str(title) if title else f"document {index + 1}")
+            titles.append(clean_text(str(title)) if title else f"document {index + 1}")
             yield element
 
     results = extract(
         predictor, titled(items), pipeline=pipeline, threshold=getattr(args, "threshold", None),
         batch_size=getattr(args, "batch_size", 8), skip_errors=path is not None,
         window_tokens=getattr(args, "window_tokens", DEFAULT_WINDOW_TOKENS),
-        source=None if path is None else str(path),
+        max_chars=getattr(args, "max_chars", DEFAULT_MAX_CHARS),
+        source=None if path is None else str(path), on_error=skip,
+        progress=bar.update if bar is not None else None,
     )
     fmt = getattr(args, "format", "jsonl")
     n_docs = n_triples = 0
-    for triples in results:
-        title = titles.popleft()
-        n_docs += 1
-        n_triples += len(triples)
-        if fmt == "table":
-            print(format_table(triples, title if path is not None else None), file=out)
-            if path is not None:
-                print(file=out)
-        else:
-            for triple in triples:
-                record = {"doc": title, **triple} if path is not None else triple
-                print(json.dumps(record, ensure_ascii=False), file=out)
-        out.flush()
-    print(f"hiere extract: {n_triples} triples from {n_docs} document(s)", file=sys.stderr)
+    try:
+        for triples in results:
+            title = titles.popleft()
+            n_docs += 1
+            n_triples += len(triples)
+            if fmt == "table":
+                print(format_table(triples, title if path is not None else None), file=out)
+                if path is not None:
+                    print(file=out)
+            else:
+                for triple in triples:
+                    record = {"doc": title, **triple} if path is not None else triple
+                    print(dumps_json(record), file=out)
+            out.flush()
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = f"hiere extract: {n_triples} triples from {n_docs} document(s)"
+    if skipped:
+        summary += f"; {len(skipped)} skipped (see the warnings)"
+    print(summary, file=sys.stderr)
     return 0

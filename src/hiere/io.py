@@ -1,18 +1,85 @@
-"""Atomic file writes: a temp file in the same folder, then ``os.replace``."""
+"""Files in and out: reading user files into one clear error each, and atomic writes.
+
+Reading: :func:`read_text_file` and :func:`parse_json` turn every way a user file can be unreadable
+(missing, a directory, not UTF-8, malformed or too deeply nested JSON) into one
+:class:`~hiere.errors.HiereInputError` naming the file.
+
+Writing: a temp file ``.NAME.PID.XXXX.tmp`` in the same folder, then ``os.replace``. The temp file is
+removed when the write fails or is interrupted (``hiere`` turns SIGTERM and SIGHUP into an exception,
+see :mod:`hiere.cli`); one left behind by a process killed with SIGKILL is removed by the next write of
+the same file once its process is gone.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from hiere.errors import HiereInputError
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of a user file; a missing file, a directory or non-UTF-8 bytes are one clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise HiereInputError(str(path), None, None, f"{what} does not exist")
+    if path.is_dir():
+        raise HiereInputError(str(path), None, None, f"is a directory, expected a {what}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise HiereInputError(str(path), f"line {line}", None, "not UTF-8 text (binary file?)") from None
+    except OSError as error:
+        raise HiereInputError(str(path), None, None, f"cannot be read ({error.strerror})") from None
+
+
+def parse_json(text: str, source: str | None, where: str | None = None) -> Any:
+    """``json.loads`` whose errors (malformed, nested too deeply) name the source and the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        if where is None:
+            message = f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        else:
+            message = f"malformed JSON (column {error.colno}: {error.msg})"
+        raise HiereInputError(source, where, None, message) from None
+    except RecursionError:
+        raise HiereInputError(source, where, None, "JSON nested too deeply to be read") from None
+
+
+def read_json_file(path: str | Path, what: str = "file") -> Any:
+    """A user's JSON file, parsed (:func:`read_text_file` + :func:`parse_json`)."""
+    return parse_json(read_text_file(path, what), str(path))
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+def check_output_file(path: str | Path) -> None:
+    """Raise :class:`HiereInputError` when ``path`` cannot become a file (it is a directory, or a parent is a file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise HiereInputError(str(path), None, None, "is a directory; give the name of the file to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HiereInputError(str(path), None, None, f"cannot be written: {parent} is a file")
+            return
+
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     path = Path(path)
+    check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temp_files(path)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as out:
@@ -25,6 +92,35 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Remove the temp files of earlier writes of ``path`` whose process no longer runs; return them."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
+    removed = []
+    try:
+        candidates = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.fullmatch(candidate.name)
+        if match and not _process_alive(int(match.group(1))):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -35,5 +131,17 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """JSON text with non-ASCII characters as they are, unless a string holds a lone surrogate (from a
+    ``\\udcff`` escape in the input): then everything non-ASCII is escaped, which keeps the file valid
+    UTF-8 and every string exactly as it was."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, indent=indent, ensure_ascii=True)
+    return text
+
+
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    write_text_atomic(path, dumps_json(obj, indent) + "\n")

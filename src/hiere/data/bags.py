@@ -19,7 +19,6 @@ Every problem is one :class:`~hiere.errors.HiereInputError` naming the file, the
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -97,10 +96,10 @@ def read_relation_map(path: str | Path) -> RelationMap:
 
 def read_long_tail(path: str | Path) -> list[str]:
     """HNRE's long-tail relation list (``rel100.txt``): one relation name a line."""
-    path = Path(path)
-    if not path.exists():
-        raise HiereInputError(str(path), None, None, "long-tail relation file does not exist")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from hiere.io import read_text_file
+
+    text = read_text_file(path, "long-tail relation file")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise HiereInputError(str(path), None, None, "long-tail relation file is empty (one relation a line)")
     return names
@@ -108,37 +107,17 @@ def read_long_tail(path: str | Path) -> list[str]:
 
 def iter_json_records(path: str | Path) -> Iterator[tuple[str, Any]]:
     """``(where, record)`` per JSON line (``"line N"``), or per item of a JSON list (``"record N"``)."""
-    path = Path(path)
-    if not path.exists():
-        raise HiereInputError(str(path), None, None, "file does not exist")
-    if path.is_dir():
-        raise HiereInputError(str(path), None, None, "is a directory, expected a jsonl file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise HiereInputError(str(path), None, None, "not UTF-8 text (binary file?)") from None
+    from hiere.io import parse_json, read_text_file
+
+    text = read_text_file(path)
     if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise HiereInputError(
-                str(path),
-                None,
-                None,
-                f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}",
-            ) from None
+        items = parse_json(text, str(path))
         for number, item in enumerate(items, start=1):
             yield f"record {number}", item
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {number}", json.loads(line)
-        except json.JSONDecodeError as error:
-            raise HiereInputError(
-                str(path), f"line {number}", None, f"malformed JSON (column {error.colno}: {error.msg})"
-            ) from None
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: JSON strings may hold U+2028
+        if line.strip():
+            yield f"line {number}", parse_json(line, str(path), f"line {number}")
 
 
 def read_bags(

@@ -7,7 +7,6 @@ span ``[start, end)`` inside sentence ``sent_id``. Every problem is reported as 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,19 +82,10 @@ class Document:
 
 
 def load_json(path: str | Path) -> Any:
-    """Parse a JSON file; a missing file or bad JSON becomes one clear error."""
-    path = Path(path)
-    if not path.exists():
-        raise HiereInputError(str(path), None, None, "file does not exist")
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise HiereInputError(
-            str(path), None, None, f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
-        ) from None
-    except UnicodeDecodeError:
-        raise HiereInputError(str(path), None, None, "not UTF-8 text (binary file?)") from None
+    """Parse a JSON file; a missing file, bad bytes or bad JSON becomes one clear error."""
+    from hiere.io import read_json_file
+
+    return read_json_file(path)
 
 
 def read_docred(

@@ -35,15 +35,16 @@ class RelationMap:
     @classmethod
     def from_rel_info(cls, path: str | Path) -> RelationMap:
         """DocRED ``rel_info.json`` (id -> name), an OpenNRE ``rel2id.json`` (id -> index) or a saved map."""
-        path = Path(path)
-        if not path.exists():
-            raise HiereInputError(str(path), None, None, "relation file does not exist")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise HiereInputError(str(path), None, None, f"malformed JSON ({error.msg}, line {error.lineno})") from None
+        from hiere.io import read_json_file
+
+        raw = read_json_file(path, "relation file")
         if isinstance(raw, dict) and "relations" in raw:
-            return cls(raw["relations"], raw.get("names"))
+            relations, names = raw["relations"], raw.get("names")
+            if not isinstance(relations, list) or not all(isinstance(r, str) for r in relations):
+                raise HiereInputError(str(path), None, "relations", "must be a list of relation ids (strings)")
+            if names is not None and not isinstance(names, dict):
+                raise HiereInputError(str(path), None, "names", "must be an object relation id -> name")
+            return cls(relations, names)
         if not isinstance(raw, dict) or not raw:
             raise HiereInputError(str(path), None, None, "expected a JSON object mapping relation ids")
         if all(isinstance(v, int) for v in raw.values()):

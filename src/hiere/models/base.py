@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,7 +75,14 @@ class Resources:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Base for each model's hyperparameters; subclasses set the paper's defaults."""
+    """Base for each model's hyperparameters; subclasses set the paper's defaults.
+
+    :meth:`from_dict` checks the ranges every model shares: numbers are finite and not negative, a
+    ``*dropout`` is in [0, 1), and an integer whose default is positive (a size, a count) is at least 1
+    unless its name is in :attr:`zero_allowed` (where 0 means "none" or "off").
+    """
+
+    zero_allowed: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -83,7 +91,30 @@ class ModelConfig:
         if unknown:
             raise HiereConfigError(f"unknown model keys {unknown} for {cls.__qualname__}; known: {sorted(known)}")
         hints = typing.get_type_hints(cls)
-        return cls(**{k: coerce_value(f"model.{k}", v, hints[k]) for k, v in values.items() if k in known})
+        config = cls(**{k: coerce_value(f"model.{k}", v, hints[k]) for k, v in values.items() if k in known})
+        problems = config.range_problems()
+        if problems:
+            raise HiereConfigError("; ".join(problems))
+        return config
+
+    def range_problems(self) -> list[str]:
+        problems = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            default = field.default
+            if not math.isfinite(value) or value < 0:
+                rule = "must be a finite number >= 0"
+            elif "dropout" in field.name and value >= 1:
+                rule = "must be in [0, 1)"
+            elif (isinstance(value, int) and value == 0 and isinstance(default, int)
+                  and not isinstance(default, bool) and default > 0 and field.name not in self.zero_allowed):
+                rule = "must be >= 1"
+            else:
+                continue
+            problems.append(f"model.{field.name}={value!r}: {rule}")
+        return problems
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

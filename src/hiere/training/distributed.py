@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,15 +42,21 @@ def init_distributed(device_setting: str) -> tuple[DistContext, torch.device]:
     return DistContext(rank, world_size, local_rank), device
 
 
-def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
-    if setting not in ("auto", "cpu", "cuda") and not setting.startswith("cuda:"):
-        raise HiereConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {setting!r}")
+def resolve_device(setting: str, local_rank: int = 0, option: str = "trainer.device") -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N`` -> a device; ``option`` names the
+    setting in the error (``trainer.device`` in a config, ``device`` for ``hiere.load`` and ``--device``)."""
+    if not isinstance(setting, str) or (setting not in ("auto", "cpu", "cuda")
+                                        and re.fullmatch(r"cuda:\d+", setting) is None):
+        raise HiereConfigError(f"{option} must be auto, cpu, cuda or cuda:N, got {setting!r}")
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
     if setting.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise HiereConfigError("trainer.device=cuda but no CUDA device is available (use auto or cpu)")
-        return torch.device(setting if ":" in setting else f"cuda:{local_rank}")
+            raise HiereConfigError(f"{option}={setting} but no CUDA device is available (use auto or cpu)")
+        device = torch.device(setting if ":" in setting else f"cuda:{local_rank}")
+        if device.index >= torch.cuda.device_count():
+            raise HiereConfigError(f"{option}={setting} but this machine has {torch.cuda.device_count()} CUDA devices")
+        return device
     return torch.device("cpu")
 
 

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from hiere.config import TrainerConfig, get
+from hiere.config import TrainerConfig, check_data_files, get
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
@@ -204,6 +204,7 @@ def featurize_all(model: HiereModel, examples: list, split: str, path: str, prog
 def train(config: dict[str, Any], out_dir: str | Path, resume: bool = False) -> Path:
     """Train ``config`` into ``out_dir`` (a model directory) and return its path."""
     trainer = TrainerConfig.from_dict(config.get("trainer") or {})
+    check_data_files(config)
     out_dir = Path(out_dir)
     context, device = init_distributed(trainer.device)
     try:
@@ -413,10 +414,9 @@ def _score_test(config: dict, out_dir: Path, task: Any, device: torch.device, tr
 def _read_long_tail(path: str | None) -> list[str] | None:
     if not path:
         return None
-    file = Path(path)
-    if not file.exists():
-        raise HiereInputError(path, None, None, "long-tail relation list does not exist")
-    return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from hiere.io import read_text_file
+
+    return [line.strip() for line in read_text_file(path, "long-tail relation list").splitlines() if line.strip()]
 
 
 def dump_config(config: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -56,6 +56,7 @@ ENTITY_START_MARKERS = ("[unused0]", "[unused1]", "[unused2]", "[unused3]")  # h
 
 @dataclass
 class BertAttConfig(ModelConfig):
+    zero_allowed: ClassVar[frozenset[str]] = frozenset({"max_bag_sentences"})  # 0 means none / off
     encoder: str = DEFAULT  # "default" (all-MiniLM-L6-v2 package) or a local Hugging Face folder
     max_length: int = 128  # subwords per sentence, [CLS]/[SEP] included; longer sentences are cropped
     entity_markers: bool = False  # the paper encodes plain text; True adds "*" around both entities

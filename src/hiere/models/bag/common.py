@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -39,6 +39,7 @@ INITIALIZATIONS = ("xavier", "pytorch")
 class BagModelConfig(ModelConfig):
     """Sentence encoder and bag settings shared by the CNN/PCNN bag models (HNRE / OpenNRE defaults)."""
 
+    zero_allowed: ClassVar[frozenset[str]] = frozenset({"glove_vocab"})  # 0 means none / off
     encoder: str = "pcnn"  # cnn | pcnn
     glove: str = DEFAULT  # "default" (GloVe 6B 50d package) or a GloVe text file
     glove_vocab: int = 400_000  # most frequent GloVe words in the vocabulary (GloVe 6B has 400k; 0: none)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ from hiere.models.base import HiereModel, ModelConfig, Resources
 
 @dataclass
 class TransformerDocConfig(ModelConfig):
+    zero_allowed: ClassVar[frozenset[str]] = frozenset({"window_overlap"})  # 0 means none / off
     encoder: str = DEFAULT  # "default" (all-MiniLM-L6-v2 package) or a local Hugging Face folder
     max_length: int = 512  # encoder window; longer documents use overlapping windows
     window_overlap: int = 128  # minimum overlap of consecutive windows

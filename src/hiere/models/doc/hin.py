@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -45,6 +45,7 @@ from hiere.models.layers import Bilinear
 
 @dataclass
 class HINConfig(ModelConfig):
+    zero_allowed: ClassVar[frozenset[str]] = frozenset({"window_overlap", "evidence_top_k"})  # 0 means none / off
     words: str = "glove"  # "glove" (HIN-GloVe) | "transformer" (HIN-BERT style features)
     glove: str = GLOVE_DEFAULT  # "default" (GloVe 6B 50d) or any GloVe text file
     freeze_embeddings: bool = True

@@ -36,7 +36,7 @@ sentence distance, then by mention order); the localized context is computed in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -51,6 +51,7 @@ EXTRACTORS = ("linear", "bilinear")
 
 @dataclass
 class KMGREConfig(TransformerDocConfig):
+    zero_allowed: ClassVar[frozenset[str]] = frozenset({"window_overlap", "warmup_epochs", "explain_pairs"})
     warmup_epochs: int = 2  # "pre-train both modules for several epochs", then EM
     em: bool = True  # ablation "w/o EM"
     key_instance_classifier: bool = True  # ablation "w/o key instance classifier"
