@@ -56,7 +56,8 @@ class ExtractRequest(BaseModel):
     @classmethod
     def _strings_are_texts(cls, value: Any) -> Any:
         if isinstance(value, list):
-            return [{"text": item} if isinstance(item, str) else item for item in value]
+            # a string is a text; so is anything else that is not an object (its error then names texts[i].text)
+            return [item if isinstance(item, dict) else {"text": item} for item in value]
         return value
 
 
@@ -76,7 +77,7 @@ class Triple(BaseModel):
 class AttentionView(BaseModel):
     """A bag model's sentence attention for one fact: one row of weights per level of its relation."""
 
-    levels: list[str] = Field(description="the relation's hierarchy, top level first (one level for flat models)")
+    levels: list[str] = Field(description="the relation itself, then its ancestors (one level for flat models)")
     sentences: list[int] = Field(description="the document sentence behind each bag sentence, in bag order")
     weights: list[list[float]] = Field(description="weights[level][bag sentence]")
 

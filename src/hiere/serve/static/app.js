@@ -318,7 +318,7 @@ function attentionTable(attention) {
   });
   table.append(body);
   return element("div", {}, [
-    element("div", { className: "note", text: "Sentence attention per level of the relation's hierarchy (top level first):" }),
+    element("div", { className: "note", text: "Sentence attention on each level: the relation itself, then its ancestors in the hierarchy." }),
     table,
   ]);
 }
