@@ -324,6 +324,7 @@ function attentionTable(attention) {
 }
 
 $("#extract").addEventListener("click", extract);
+$("#text").addEventListener("input", () => { $("#example").value = ""; }); // an edited text is no longer the example
 $("#text").addEventListener("keydown", (event) => { if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) extract(); });
 loadModel();
 loadExamples();
