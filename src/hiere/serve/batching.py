@@ -38,7 +38,8 @@ class MicroBatcher(Generic[Job, Result]):
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future]] | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.batch_sizes: deque[int] = deque(maxlen=1000)  # sizes of the latest batches (tests, /health)
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # sizes of the latest batches
+        self.batches = self.batched_jobs = 0  # totals since start (``/health``)
 
     @property
     def pending(self) -> int:
@@ -85,6 +86,8 @@ class MicroBatcher(Generic[Job, Result]):
             if not batch:
                 continue
             self.batch_sizes.append(len(batch))
+            self.batches += 1
+            self.batched_jobs += len(batch)
             try:
                 results = await loop.run_in_executor(self.executor, self.run_batch, [job for job, _ in batch])
             except Exception as error:  # a bug in run_batch: every caller hears of it

@@ -223,6 +223,8 @@ class Health(BaseModel):
     model: str
     task: Literal["doc", "bag"]
     pending_texts: int = Field(description="texts waiting for the model")
+    batches: int = Field(description="model batches run since the server started")
+    batched_texts: int = Field(description="texts read in those batches (batched_texts / batches: mean batch size)")
     uptime_seconds: float
 
 

@@ -289,6 +289,7 @@ class ModelService:
 
     def health(self) -> schemas.Health:
         return schemas.Health(status="ok", model=self.name, task=self.task, pending_texts=self.batcher.pending,
+                              batches=self.batcher.batches, batched_texts=self.batcher.batched_jobs,
                               uptime_seconds=round(time.monotonic() - self.started, 3))
 
 
