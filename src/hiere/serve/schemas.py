@@ -77,7 +77,8 @@ class Triple(BaseModel):
 class AttentionView(BaseModel):
     """A bag model's sentence attention for one fact: one row of weights per level of its relation."""
 
-    levels: list[str] = Field(description="the relation itself, then its ancestors (one level for flat models)")
+    levels: list[str] = Field(description="the model's names of its levels: HNRE the relation, then its ancestors; "
+                              "HiCLRE sentence and cross-level bag attention; one level for CNN/PCNN+ATT")
     sentences: list[int] = Field(description="the document sentence behind each bag sentence, in bag order")
     weights: list[list[float]] = Field(description="weights[level][bag sentence]")
 

@@ -318,7 +318,7 @@ function attentionTable(attention) {
   });
   table.append(body);
   return element("div", {}, [
-    element("div", { className: "note", text: "Sentence attention on each level: the relation itself, then its ancestors in the hierarchy." }),
+    element("div", { className: "note", text: "Attention over the bag's sentences, one column per level the model explains (HNRE: the relation, then its ancestors)." }),
     table,
   ]);
 }
