@@ -416,6 +416,9 @@ def test_cli_serve_help_teaches_and_a_bad_model_dir_is_one_line(tmp_path, capsys
     help_text = capsys.readouterr().out
     for words in ("POST /extract", "POST /predict", "GET  /health", "--max-texts", "--batch-window-ms", "/docs"):
         assert words in help_text
-    assert main(["serve", str(tmp_path / "missing")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("hiere: error:") and "missing" in err[-1] and "Traceback" not in "\n".join(err)
+    for workers in ("1", "2"):
+        assert main(["serve", str(tmp_path / "missing"), "--workers", workers]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("hiere: error:") and "not a hiere model directory" in err[-1]
+    assert main(["serve", str(tmp_path), "--max-texts", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "hiere: error: max_texts must be at least 1, got 0"

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 SETTINGS_ENV = "HIERE_SERVE_SETTINGS"  # how ``--workers N`` hands the settings to each worker process
 
@@ -134,6 +135,13 @@ def run_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)  # loads the model now: a bad directory fails before the port opens
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
         return 0
+    from hiere.errors import HiereInputError
+    from hiere.training.checkpoint import WEIGHTS
+
+    model_dir = Path(settings.model_dir)
+    if not (model_dir / "config.yaml").exists() or not (model_dir / WEIGHTS).exists():  # fail before the workers
+        raise HiereInputError(str(model_dir), None, None,
+                              "not a hiere model directory (config.yaml or model.safetensors missing)")
     os.environ[SETTINGS_ENV] = settings.to_env()
     uvicorn.run("hiere.serve.app:create_app_from_env", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level)
