@@ -29,6 +29,7 @@ hiere: hierarchical relation extraction (HNRE, HiCLRE, HIN, KMGRE and baselines)
   hiere predict runs/bilstm DOCS.json -o pred.json                   predictions file
   hiere score GOLD.json pred.json --train TRAIN.json                 metrics of a predictions file
   hiere extract runs/bilstm --text "Marie Curie was born in Warsaw." raw text -> triples
+  hiere serve runs/bilstm --port 8000                                HTTP API + web page (pip install 'hiere[serve]')
   hiere demo                                                         train + evaluate + extract on the bundled sample
 """
 
@@ -142,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build_ds.add_build_ds_arguments(build_ds_parser)
 
+    from hiere.serve import settings as serve_settings  # no FastAPI import: the extra is optional
+
+    serve = commands.add_parser("serve", help="HTTP API and web page for a trained model (FastAPI + uvicorn)",
+                                description=serve_settings.DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("model_dir", help="a model directory written by 'hiere train'")
+    serve_settings.add_serve_arguments(serve)
+
     demo = commands.add_parser("demo", help="train bilstm on the bundled Re-DocRED sample, evaluate, extract")
     demo.add_argument("-o", "--output", default="runs/demo", help="model directory (default runs/demo)")
     demo.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the config's)")
@@ -232,6 +241,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return run_extract(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hiere.serve.settings import run_serve
+
+    return run_serve(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hiere.demo import run_demo
 
@@ -239,7 +254,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "score": cmd_score,
-            "extract": cmd_extract, "demo": cmd_demo, "build-ds": cmd_build_ds}
+            "extract": cmd_extract, "serve": cmd_serve, "demo": cmd_demo, "build-ds": cmd_build_ds}
 
 
 def main(argv: list[str] | None = None) -> int:
