@@ -153,7 +153,8 @@ def test_cli_score_reports_evidence_and_rejects_a_bad_list(tmp_path, capsys) -> 
     records[3]["evidence"] = "2"
     pred.write_text(json.dumps(records))
     assert main(["score", str(gold), str(pred)]) == 2
-    assert "prediction 3, field evidence: must be a list of sentence ids" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "prediction 3 (" in err and "field evidence: must be a list of sentence ids, got '2'" in err
 
 
 def test_baseline_command_writes_records_with_evidence(tmp_path) -> None:
