@@ -44,7 +44,7 @@ from typing import Any, TextIO
 
 from hiere.data.relations import NA, RelationMap
 from hiere.errors import HiereInputError
-from hiere.io import write_json_atomic
+from hiere.io import check_readable_file, write_json_atomic
 
 MATCH_MODES = ("alias", "ner", "both")
 SPLITS = ("train", "dev", "test")
@@ -77,11 +77,7 @@ class KnowledgeBase:
 
 def _tsv_lines(path: str | Path, what: str) -> Iterator[tuple[int, list[str]]]:
     """``(line number, fields)`` of a UTF-8 TSV file; blank lines and ``#`` comments skipped."""
-    path = Path(path)
-    if not path.exists():
-        raise HiereInputError(str(path), None, None, f"{what} does not exist")
-    if path.is_dir():
-        raise HiereInputError(str(path), None, None, f"{what} is a directory, expected a TSV file")
+    path = check_readable_file(path, f"{what} (TSV file)")
     try:
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):

@@ -24,13 +24,19 @@ from hiere.errors import HiereInputError
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_text_file(path: str | Path, what: str = "file") -> str:
-    """The UTF-8 text of a user file; a missing file, a directory or non-UTF-8 bytes are one clear error."""
+def check_readable_file(path: str | Path, what: str = "file") -> Path:
+    """``path`` as a Path; a missing file or a directory is one clear error naming ``what`` was expected."""
     path = Path(path)
     if not path.exists():
         raise HiereInputError(str(path), None, None, f"{what} does not exist")
     if path.is_dir():
         raise HiereInputError(str(path), None, None, f"is a directory, expected a {what}")
+    return path
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of a user file; a missing file, a directory or non-UTF-8 bytes are one clear error."""
+    path = check_readable_file(path, what)
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
