@@ -97,6 +97,20 @@ def test_malformed_and_deeply_nested_jsonl_lines_are_skipped_naming_the_line(tin
     assert {json.loads(line)["doc"] for line in out.splitlines()} == {"line 1", "t\ufffd"}
 
 
+def test_unicode_line_separators_stay_inside_one_output_line(tiny_bilstm_dir, tmp_path, capsys):
+    # JSON allows U+2028, U+2029 and U+0085 raw inside strings, but str.splitlines (and JavaScript)
+    # break lines on them: hiere escapes them so every record is one line for every reader.
+    title = "a\u2028b\x85c\u2029d"
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps({"text": SENTENCE.replace("Warsaw", "War\u2028saw"), "title": title}) + "\n",
+                    encoding="utf-8")
+    code, out, err = run(["extract", tiny_bilstm_dir, path, "--no-progress"], capsys)
+    assert code == 0 and out
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == out.count("\n") and {record["doc"] for record in records} == {title}
+    assert "\u2028" not in out and "\x85" not in out and "\u2029" not in out
+
+
 def test_binary_standard_input_is_skipped_document_by_document(tiny_bilstm_dir, capsys, monkeypatch):
     data = (REPO / "src" / "hiere" / "resources" / "rel_info.json").read_bytes()[:200] + bytes(range(256)) * 4
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))

@@ -44,7 +44,7 @@ from typing import Any, TextIO
 
 from hiere.data.relations import NA, RelationMap
 from hiere.errors import HiereInputError
-from hiere.io import check_readable_file, write_json_atomic
+from hiere.io import check_readable_file, dumps_json, write_json_atomic
 
 MATCH_MODES = ("alias", "ner", "both")
 SPLITS = ("train", "dev", "test")
@@ -645,7 +645,7 @@ class DatasetBuilder:
             }
             if self.options.provenance:
                 record["source"] = {"doc": document.where, "start": offset, "end": offset + len(sentence)}
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(dumps_json(record) + "\n")
             state.counts["positive_lines" if kind == "pos" else "na_lines"] += 1
             state.pairs.setdefault((record["h"]["id"], record["t"]["id"]), kind)
 
@@ -691,7 +691,7 @@ class DatasetBuilder:
                     relation = record["relation"]
                     head_name, tail_name = record.pop("kb")
                     record.pop("kind")
-                    handles[split].write(json.dumps(record, ensure_ascii=False) + "\n")
+                    handles[split].write(dumps_json(record) + "\n")
                     lines[split] += 1
                     bag = (record["h"]["id"], record["t"]["id"], relation)
                     if bag not in bags[split]:

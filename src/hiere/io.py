@@ -137,16 +137,23 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+# Characters that JSON allows raw inside a string but that many line readers (Python's
+# str.splitlines, JavaScript, some editors) treat as line breaks; escaped so one record is one line.
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_LINE_BREAK_RE = re.compile("[\x85\u2028\u2029]")
+
+
 def dumps_json(obj: Any, indent: int | None = None) -> str:
     """JSON text with non-ASCII characters as they are, unless a string holds a lone surrogate (from a
     ``\\udcff`` escape in the input): then everything non-ASCII is escaped, which keeps the file valid
-    UTF-8 and every string exactly as it was."""
+    UTF-8 and every string exactly as it was. U+0085, U+2028 and U+2029 are always escaped, so a JSON
+    Lines record never spans two lines for a reader that splits on them."""
     text = json.dumps(obj, indent=indent, ensure_ascii=False)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(obj, indent=indent, ensure_ascii=True)
-    return text
+        return json.dumps(obj, indent=indent, ensure_ascii=True)
+    return _LINE_BREAK_RE.sub(lambda match: _LINE_BREAKS[match.group()], text)
 
 
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> None:
