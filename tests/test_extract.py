@@ -599,3 +599,27 @@ def test_extract_with_a_trained_bag_model_through_the_python_api(tmp_path, docum
     expected = {(b.head_name, b.tail_name) for b in document_to_bags(model._text_pipeline.parse(
         joined(documents[0])).document)}
     assert pairs == expected
+
+
+def test_model_calls_are_bounded_by_windows_not_by_texts(documents, relations, pipeline):
+    """A long text's windows fill a batch: it is flushed alone instead of waiting for batch_size texts
+    (which once put every window of 8 long texts into one model call); the triples do not change."""
+
+    class Recording(GoldPredictor):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.sizes: list[int] = []
+
+        def predict(self, examples: list) -> list[dict]:
+            self.sizes.append(len(examples))
+            return super().predict(examples)
+
+    texts = [" ".join(joined(doc) for doc in documents[:3]), joined(documents[3]), joined(documents[4])]
+    one_by_one = Recording(documents, relations)
+    expected = list(extract(one_by_one, texts, pipeline=pipeline, window_tokens=250, batch_size=1))
+    long_windows, short, other = one_by_one.sizes
+    assert long_windows >= 4 and short == other == 1
+    batched = Recording(documents, relations)
+    got = list(extract(batched, texts, pipeline=pipeline, window_tokens=250, batch_size=4))
+    assert batched.sizes == [long_windows, 2]  # the long text alone, then the two short ones together
+    assert got == expected

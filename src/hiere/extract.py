@@ -263,8 +263,9 @@ def extract(
     gives ``[]``. Odd characters are replaced (:func:`hiere.text.pipeline.clean_text`). Binary or
     non-English input raises :class:`HiereInputError` after the results of the texts before it have
     been yielded; with ``skip_errors`` the text gives ``[]`` and the error goes to ``on_error`` (default:
-    a logged warning). Document models see ``batch_size`` texts per call; only one batch is held in
-    memory. A document longer than ``window_tokens`` is read by the model in overlapping windows
+    a logged warning). Document models see about ``batch_size`` model windows per call (a short text is
+    one window; a long text's windows are never split across calls); only one batch is held in memory.
+    A document longer than ``window_tokens`` is read by the model in overlapping windows
     (:func:`document_windows`); a triple found in several windows keeps its best score.
 
     ``max_chars`` bounds the text read as one document: a longer text is cut at paragraph, line or
@@ -319,7 +320,7 @@ def extract(
                     continue
                 windows = _model_windows(parsed, index, len(pending), window_tokens, biomedical)
                 pending.append(_Part(index, parsed, windows))
-                if len(pending) >= batch_size:
+                if sum(len(part.windows) for part in pending) >= batch_size:  # every part has >= 1 window
                     failure = flush()
                     if failure is not None:
                         break
