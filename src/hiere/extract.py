@@ -652,7 +652,8 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bag models: minimum score of a relation, in [0, 1] (default: the model's tuned "
                         "threshold)")
     parser.add_argument("--batch-size", type=positive_int, default=8,
-                        help="documents per model call, >= 1 (default 8)")
+                        help="model windows per call, >= 1 (default 8): short documents are one window each; a long "
+                        "document's windows go in one call")
     parser.add_argument("--window-tokens", type=non_negative_int, default=DEFAULT_WINDOW_TOKENS,
                         help="document models read longer documents in overlapping windows of this many "
                         f"tokens (default {DEFAULT_WINDOW_TOKENS}; 0: never)")
