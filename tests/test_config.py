@@ -192,3 +192,96 @@ def test_model_values_are_coerced_to_their_field_types():
         get_model_class("pcnn_att").Config.from_dict({"hidden": "big"})
     lambdas = get_model_class("hiclre").Config.from_dict({"lambdas": [0.4, 0.4, 0.1, 1.0]}).lambdas
     assert list(lambdas) == [0.4, 0.4, 0.1, 1.0]  # lists pass through unchanged
+
+
+def write_yaml(path, content) -> str:
+    path.write_text(yaml.safe_dump(content) if isinstance(content, dict) else content)
+    return str(path)
+
+
+def test_extends_lays_a_config_over_its_base(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write_yaml(tmp_path / "base.yaml", {
+        "model": {"name": "bilstm", "hidden": 64, "dropout": 0.3},
+        "data": {"train": "train.json", "train_slice": [0, 4]},
+        "trainer": {"epochs": 3, "lr": 0.5},
+    })
+    write_yaml(tmp_path / "sub" / "middle.yaml", "extends: ../base.yaml\nmodel:\n  hidden: 32\n")
+    child = write_yaml(tmp_path / "sub" / "child.yaml", "extends: middle.yaml\ntrainer:\n  epochs: 7\n")
+    config = load_config(child)
+    assert "extends" not in config
+    assert config["model"] == {"name": "bilstm", "hidden": 32, "dropout": 0.3}
+    assert config["data"] == {"train": "train.json", "train_slice": [0, 4]}
+    assert config["trainer"]["epochs"] == 7 and config["trainer"]["lr"] == 0.5
+    # --set still has the last word
+    assert load_config(child, ["model.hidden=16"])["model"]["hidden"] == 16
+
+
+def test_extends_cycle_and_missing_base_are_one_error_naming_the_file(tmp_path):
+    from hiere.errors import HiereInputError
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    write_yaml(a, "extends: b.yaml\nmodel: {name: bilstm}\n")
+    write_yaml(b, "extends: a.yaml\n")
+    cycle = r"field extends: configs extend each other in a cycle: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"
+    with pytest.raises(HiereInputError, match=cycle):
+        load_config(a)
+    write_yaml(b, "extends: nowhere.yaml\n")
+    with pytest.raises(HiereInputError, match=r"b\.yaml: field extends: base config .*nowhere\.yaml does not exist"):
+        load_config(a)
+    write_yaml(b, "extends: [1, 2]\n")
+    with pytest.raises(HiereInputError, match=r"field extends: must be the path of a base config"):
+        load_config(a)
+
+
+HIN_ABLATIONS = {
+    "hin_no_bilinear": {"use_bilinear": False},
+    "hin_no_translation": {"use_translation": False},
+    "hin_no_multispace": {"multispace": False, "bilinear_dim": 64},
+    "hin_no_sentence_inference": {"sentence_inference": False},
+    "hin_no_hierarchical": {"hierarchical_aggregation": False},
+    "hin_ablate_all": {"use_bilinear": False, "use_translation": False, "multispace": False, "bilinear_dim": 64,
+                       "sentence_inference": False, "hierarchical_aggregation": False},
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIN_ABLATIONS))
+def test_each_hin_ablation_config_is_hin_glove_with_only_its_switches_changed(name):
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    base, ablation = load_config(configs / "hin_glove.yaml"), load_config(configs / f"{name}.yaml")
+    assert ablation["data"] == base["data"] and ablation["trainer"] == base["trainer"]
+    changed = {key: value for key, value in ablation["model"].items() if base["model"].get(key, object()) != value}
+    assert changed == HIN_ABLATIONS[name]
+    assert set(base["model"]) <= set(ablation["model"])
+
+
+def test_set_data_dev_drops_the_config_files_dev_slice_with_a_warning(config_file, caplog):
+    config_file.write_text(yaml.safe_dump({
+        "model": {"name": "bilstm"}, "data": {"dev": "old.json", "dev_slice": [450, 500], "train_slice": [0, 4]},
+    }))
+    with caplog.at_level("WARNING", logger="hiere.config"):
+        config = load_config(config_file, ["data.dev=my_dev.json"])
+    assert config["data"] == {"dev": "my_dev.json", "train_slice": [0, 4]}
+    assert "data.dev_slice [450, 500] is dropped" in caplog.text
+    both = load_config(config_file, ["data.dev=my_dev.json", "data.dev_slice=[0, 2]"])
+    assert both["data"]["dev_slice"] == [0, 2]
+    assert load_config(config_file, ["data.train=t.json"])["data"]["dev_slice"] == [450, 500]
+
+
+def test_a_slice_beyond_the_file_names_the_slice_and_the_files_size(tmp_path, capsys):
+    import json
+
+    from hiere import cli
+
+    small = tmp_path / "small_dev.json"
+    small.write_text(json.dumps(json.loads(REDOCRED.read_text())[:3]))
+    path = write_yaml(tmp_path / "c.yaml", {
+        "model": {"name": "bilstm"},
+        "data": {"train": str(REDOCRED), "train_slice": [0, 2], "dev": str(small), "relations": str(REL_INFO)},
+    })
+    assert cli.main(["train", path, "-o", str(tmp_path / "out"), "--set", "data.dev_slice=[450, 500]"]) == 2
+    err = capsys.readouterr().err
+    assert f"{small}: field data.dev_slice: [450, 500) selects no examples: the file has 3" in err
+    assert "set data.dev_slice=null" in err

@@ -210,6 +210,22 @@ def test_memory_is_bounded_and_inertia_weight_is_eq14(train_bags, relations):
     assert model.inertia_weight("bag", second, slots)[0, 0] == 0
 
 
+def test_inertia_weight_takes_T_from_the_trainer_unless_total_epochs_is_set(train_bags, relations):
+    unset = build("hiclre", train_bags, relations)
+    assert unset.config.total_epochs is None
+    unset.on_epoch_start(1, 6)  # the trainer passes trainer.epochs
+    assert unset.total_epochs == 6
+    fixed = build("hiclre", train_bags, relations, total_epochs=4)
+    fixed.on_epoch_start(1, 6)
+    assert fixed.total_epochs == 4
+    slots = torch.tensor([0])
+    first, second = torch.randn(1, unset.hidden_size), torch.randn(1, unset.hidden_size)
+    unset.inertia_weight("bag", first, slots)
+    unset.on_epoch_start(2, 6)
+    expected = (6 - 2) / 6 * torch.nn.functional.cosine_similarity(second[0], first[0], dim=0)
+    assert torch.allclose(unset.inertia_weight("bag", second, slots)[0, 0], expected, atol=1e-6)
+
+
 def test_dev_bags_have_no_memory_slot(train_bags, relations):
     model = build("hiclre", train_bags, relations)
     dev = read_bags(GIDS / "gids_dev.txt", relations, require_labels=True, offset=866, limit=2)

@@ -1,4 +1,4 @@
-"""YAML configs with dotted ``--set key=value`` overrides.
+"""YAML configs with dotted ``--set key=value`` overrides and ``extends:``.
 
 A config has three sections: ``model`` (``model.name`` plus the model's hyperparameters, which default to
 the paper's values in each model's ``Config`` dataclass), ``data`` (the keys in :data:`DATA_KEYS`) and
@@ -7,12 +7,22 @@ trainer value to its type (``--set trainer.weight_decay=1e-5`` is the float 1e-5
 reads ``1e-5`` as a string) and checks its range, so a bad value fails when the config is loaded,
 before any data is read. ``config["trainer"]`` stays a plain dict (``TrainerConfig.to_dict()``), which
 is what the model directory's ``config.yaml`` holds.
+
+``extends: base.yaml`` (a path relative to the config's own folder) starts from that file and lays this
+one over it: sections and their keys merge, any other value replaces the base's, so an ablation file holds
+only the lines that differ. Bases may extend further bases; a cycle is an error. The model directory keeps
+the merged config, with no ``extends`` left.
+
+A ``--set data.dev=FILE`` (or ``data.train`` / ``data.test``) clears that split's ``data.dev_slice`` from
+the config file, since a slice is chosen for the file it was written beside; the command line may set
+both (``--set data.dev=FILE --set data.dev_slice=[0,100]``). A warning says so.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import re
 import types
@@ -31,6 +41,8 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+SPLITS = ("train", "dev", "test")
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,10 +189,18 @@ def _as_float(value: Any) -> float | None:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read a YAML config, apply ``key=value`` overrides and :func:`resolve` it."""
+    """Read a YAML config (following ``extends:``), apply ``key=value`` overrides and :func:`resolve` it."""
+    path = Path(path)
+    config = _read_extended(path, [])
+    overrides = overrides or []
+    config = _drop_replaced_slices(config, overrides)
+    config = apply_overrides(config, overrides)
+    return resolve(config, base_dir=path.parent)
+
+
+def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     from hiere.io import read_text_file
 
-    path = Path(path)
     text = read_text_file(path, "config file")
     try:
         config = yaml.safe_load(text) or {}
@@ -190,8 +210,57 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
         raise HiereInputError(str(path), None, None, "YAML nested too deeply to be read") from None
     if not isinstance(config, dict):
         raise HiereInputError(str(path), None, None, "a config must be a mapping of sections")
-    config = apply_overrides(config, overrides or [])
-    return resolve(config, base_dir=path.parent)
+    return config
+
+
+def _read_extended(path: Path, chain: list[Path]) -> dict[str, Any]:
+    """``path`` laid over the file its ``extends:`` names (recursively; ``chain`` holds the files above it)."""
+    config = _read_yaml_mapping(path)
+    base = config.pop("extends", None)
+    if base is None:
+        return config
+    if not isinstance(base, str) or not base.strip():
+        raise HiereInputError(str(path), None, "extends", f"must be the path of a base config, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    seen = [*chain, path.resolve()]
+    if base_path in seen:
+        cycle = " -> ".join(str(item) for item in [*seen, base_path])
+        raise HiereInputError(str(path), None, "extends", f"configs extend each other in a cycle: {cycle}")
+    if not base_path.is_file():
+        raise HiereInputError(str(path), None, "extends", f"base config {base_path} does not exist")
+    return merge_configs(_read_extended(base_path, seen), config)
+
+
+def merge_configs(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge key by key (recursively), every other value replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_configs(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _override_keys(overrides: list[str]) -> set[str]:
+    return {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
+
+
+def _drop_replaced_slices(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Clear ``data.<split>_slice`` where ``--set data.<split>=...`` replaces the file it was chosen for."""
+    keys = _override_keys(overrides)
+    data = config.get("data")
+    if not isinstance(data, dict):
+        return config
+    config = copy.deepcopy(config)
+    for split in SPLITS:
+        slice_key = f"{split}_slice"
+        if f"data.{split}" in keys and f"data.{slice_key}" not in keys and config["data"].get(slice_key) is not None:
+            LOGGER.warning("--set data.%s replaces the config's file, so its data.%s %s is dropped "
+                           "(set --set data.%s=[START,END] to slice the new file)",
+                           split, slice_key, config["data"][slice_key], slice_key)
+            del config["data"][slice_key]
+    return config
 
 
 def _one_line(error: Exception) -> str:

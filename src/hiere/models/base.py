@@ -154,8 +154,9 @@ class HiereModel(nn.Module):
         ``{"mode": "pair_relation"}`` for OpenNRE-style training bags). Dev/test are read with defaults."""
         return {}
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Hook for schedules inside a model (warm-up phases, EM steps, memory decay)."""
+    def on_epoch_start(self, epoch: int, total_epochs: int | None = None) -> None:
+        """Hook for schedules inside a model (warm-up phases, EM steps, memory decay): the trainer calls it
+        before each epoch with ``epoch`` counted from 1 and ``total_epochs`` = ``trainer.epochs``."""
 
     def save_assets(self, model_dir: Path) -> None:
         """Write files besides weights and resources that loading needs (a tokenizer, an HF config)."""

@@ -75,7 +75,12 @@ def read_split(task: Any, config: dict, split: str, relations: RelationMap | Non
     if bounds is not None:
         if not (isinstance(bounds, list) and len(bounds) == 2):
             raise HiereConfigError(f"data.{split}_slice must be [start, end), got {bounds!r}")
+        total = len(examples)
         examples = examples[bounds[0] : bounds[1]]
+        if not examples and total:
+            raise HiereInputError(str(path), None, f"data.{split}_slice",
+                                  f"[{bounds[0]}, {bounds[1]}) selects no examples: the file has {total} "
+                                  f"(set data.{split}_slice=null to use all of them)")
     if not examples:
         raise HiereInputError(str(path), None, None, f"no examples in the {split} split")
     return examples
@@ -296,7 +301,7 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     for epoch in range(start_epoch, trainer.epochs + 1):
         if trainer.max_steps and state["step"] >= trainer.max_steps:
             break
-        model.on_epoch_start(epoch)
+        model.on_epoch_start(epoch, trainer.epochs)
         wrapped.train()
         sampler.set_epoch(epoch)
         order = list(sampler)

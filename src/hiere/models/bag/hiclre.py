@@ -34,7 +34,7 @@ other rows' pseudo-positives — the usual InfoNCE form). Total (eq. 17):
 Memory: one row per training bag (bag level) and per training sentence (entity and sentence levels), float
 buffers sized by the training set (``resources.extra``) plus the epoch each row was written; a feature carries
 its bag's slot, found by the bag key (head id, tail id, relations) at featurization. ``u`` is the trainer
-epoch (:meth:`on_epoch_start`); ``T = model.total_epochs`` (set it to ``trainer.epochs``).
+epoch (:meth:`on_epoch_start`); ``T`` is ``model.total_epochs`` when set, else ``trainer.epochs``.
 
 Two readings (``recipe``): ``paper`` (the default) is the text above. ``released`` follows the authors' code
 (MatNLP/HiCLRE, ``hiclre/model/bag_attention.py`` and ``hiclre/framework/bag_re.py``) where it differs from
@@ -93,7 +93,7 @@ class HiCLREConfig(BertAttConfig):
     temperature: float | None = None  # τ of eq. 16; None: the recipe's (paper 0.05, released 0.75)
     lambdas: list[float] | None = None  # λ1..λ4 of eq. 17; None: the recipe's (see RECIPES)
     epsilon: float = 2.0  # ε of eq. 13 (paper)
-    total_epochs: int = 5  # T of eq. 14 (paper: 5 epochs); set to trainer.epochs
+    total_epochs: int | None = None  # T of eq. 14 (the paper trains 5 epochs); None: trainer.epochs
     entity_gradient: bool = True  # eq. 13 term at the entity level
     entity_memory: bool = True  # eq. 14 term at the entity level
     sentence_gradient: bool = True
@@ -114,7 +114,7 @@ class HiCLREConfig(BertAttConfig):
             raise HiereConfigError(f"model.lambdas must be 4 non-negative weights (eq. 17), got {self.lambdas!r}")
         if self.temperature <= 0:
             raise HiereConfigError(f"model.temperature must be positive, got {self.temperature}")
-        if self.total_epochs < 1:
+        if self.total_epochs is not None and self.total_epochs < 1:
             raise HiereConfigError(f"model.total_epochs must be at least 1, got {self.total_epochs}")
 
     def uses(self, level: str, term: str) -> bool:
@@ -175,6 +175,7 @@ class HiCLRE(BertAtt):
                 self.register_buffer(f"memory_{level}", torch.zeros(sizes[level], d))
                 self.register_buffer(f"memory_{level}_epoch", torch.zeros(sizes[level], dtype=torch.long))
         self.epoch = 1  # u of eq. 14
+        self.total_epochs = config.total_epochs or 1  # T of eq. 14; the trainer sets it (on_epoch_start)
         self.perturbation_seconds = 0.0  # time spent in the eq. 12 gradient pass (benchmarks read it)
 
     @classmethod
@@ -187,8 +188,10 @@ class HiCLRE(BertAtt):
         extra = {"memory_slots": slots, "n_memory_bags": len(train_examples), "n_memory_sentences": offset}
         return Resources(relations, extra=extra)
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, total_epochs: int | None = None) -> None:
+        """``u`` of eq. 14 is ``epoch``; ``T`` is ``model.total_epochs``, or ``total_epochs`` (the trainer's)."""
         self.epoch = epoch
+        self.total_epochs = self.config.total_epochs or total_epochs or 1
 
     def featurize(self, example: Bag) -> dict[str, Any]:
         features = super().featurize(example)
@@ -373,7 +376,7 @@ class HiCLRE(BertAtt):
         Rows without a slot, or whose stored representation is not from epoch ``u - 1``, get 0.
         """
         memory, written = getattr(self, f"memory_{level}"), getattr(self, f"memory_{level}_epoch")
-        u, T = self.epoch, self.config.total_epochs
+        u, T = self.epoch, self.total_epochs
         known = slots >= 0
         safe = slots.clamp_min(0)
         previous = memory[safe]  # (n_rows, d)

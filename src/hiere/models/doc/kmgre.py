@@ -90,7 +90,7 @@ class KMGRE(TransformerDocModel):
             self.key_classifier = nn.Linear(config.key_size, 1)  # w_k, b_k: p_ω(z | m_i, m_j)
         self.epoch = 0
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, total_epochs: int | None = None) -> None:
         """``epoch`` counts from 1 (as the trainer does): epochs 1..warmup_epochs are the warm-up."""
         self.epoch = epoch
 
