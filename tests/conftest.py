@@ -16,6 +16,13 @@ REDOCRED = SHARED_DATA / "redocred" / "dev_revised.json"
 REL_INFO = SHARED_DATA / "redocred" / "rel_info.json"
 
 
+def write_docred(documents, path) -> None:
+    """A DocRED JSON file of ``documents`` (hiere ``Document`` objects)."""
+    import json
+
+    Path(path).write_text(json.dumps([doc.to_json() for doc in documents]), encoding="utf-8")
+
+
 @pytest.fixture(scope="session")
 def redocred_docs():
     from hiere.data.docred import read_docred

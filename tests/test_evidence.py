@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import write_docred
 from hiere.errors import HiereConfigError
 from hiere.evidence import (
     EvidenceRule,
@@ -85,7 +86,7 @@ def test_evidence_table_runs_on_a_one_step_model(tmp_path, capsys) -> None:
 
     from conftest import REDOCRED, REL_INFO, REPO
     from hiere.config import resolve
-    from hiere.data.docred import read_docred, write_docred
+    from hiere.data.docred import read_docred
     from hiere.training.trainer import train
 
     config = resolve({
@@ -138,7 +139,7 @@ def test_cli_score_reports_evidence_and_rejects_a_bad_list(tmp_path, capsys) -> 
 
     from conftest import REDOCRED
     from hiere.cli import main
-    from hiere.data.docred import read_docred, write_docred
+    from hiere.data.docred import read_docred
 
     docs = read_docred(REDOCRED, limit=2)
     gold = tmp_path / "gold.json"
@@ -161,7 +162,7 @@ def test_baseline_command_writes_records_with_evidence(tmp_path) -> None:
     import json
 
     from conftest import REDOCRED
-    from hiere.data.docred import read_docred, write_docred
+    from hiere.data.docred import read_docred
     from hiere.evidence import main
 
     docs = tmp_path / "docs.json"

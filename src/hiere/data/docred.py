@@ -206,8 +206,3 @@ def parse_document(
         facts.append(Fact(label["h"], label["t"], relation, tuple(evidence)))
     return Document(title, sents, entities, facts)
 
-
-def write_docred(documents: Iterable[Document], path: str | Path) -> None:
-    from hiere.io import write_json_atomic
-
-    write_json_atomic(path, [doc.to_json() for doc in documents])

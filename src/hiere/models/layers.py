@@ -8,6 +8,13 @@ import torch
 from torch import nn
 
 
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis restricted to ``mask`` (the two broadcast together); positions outside it get
+    weight 0, and a row with no position inside it is all zeros (not NaN)."""
+    scores, mask = torch.broadcast_tensors(scores, mask)
+    return torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1) * mask
+
+
 class Bilinear(nn.Module):
     """``y_o = x1ᵀ W_o x2 + b_o`` like :class:`torch.nn.Bilinear`, computed with one matmul.
 

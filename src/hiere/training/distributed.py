@@ -69,14 +69,6 @@ def gather_objects(obj: Any, context: DistContext) -> list[Any]:
     return gathered
 
 
-def broadcast_object(obj: Any, context: DistContext) -> Any:
-    if not context.enabled:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
 def barrier(context: DistContext) -> None:
     if context.enabled:
         dist.barrier()

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
@@ -423,6 +422,3 @@ def _read_long_tail(path: str | None) -> list[str] | None:
 
     return [line.strip() for line in read_text_file(path, "long-tail relation list").splitlines() if line.strip()]
 
-
-def dump_config(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config, sort_keys=False)

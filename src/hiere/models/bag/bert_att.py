@@ -296,7 +296,6 @@ class BertAtt(HiereModel):
         bag_labels = torch.zeros(len(features), len(self.relations))
         for row, feature in enumerate(features):
             bag_labels[row, feature["bag_labels"]] = 1.0
-        starts = torch.tensor([0, *sizes]).cumsum(0)
         return {
             "input_ids": input_ids,  # (n_sent, seq)
             "attention_mask": attention_mask,  # (n_sent, seq)
@@ -304,7 +303,6 @@ class BertAtt(HiereModel):
             "tail_span": torch.tensor([s["tail"] for s in flat], dtype=torch.long),  # (n_sent, 2)
             "sentence_bag": torch.repeat_interleave(torch.arange(len(features)), torch.tensor(sizes)),  # (n_sent,)
             "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
-            "scope": [(int(starts[i]), int(starts[i + 1])) for i in range(len(features))],
             "bag_labels": bag_labels,  # (n_bags, n_relations) multi-hot, NA column set for NA bags
         }
 

@@ -30,6 +30,7 @@ from hiere.encoders.cnn import CNNEncoder, collate_sentences, sentence_features
 from hiere.encoders.glove import DEFAULT, glove_dim
 from hiere.errors import HiereConfigError
 from hiere.models.base import HiereModel, ModelConfig, Resources
+from hiere.models.layers import masked_softmax
 
 TRAINING_BAGS = ("relation", "pair")
 INITIALIZATIONS = ("xavier", "pytorch")
@@ -111,11 +112,6 @@ def training_groups(batch: dict[str, Any], mode: str) -> tuple[torch.Tensor, tor
         return membership, group_keys % n_relations, group_keys // n_relations
     bag_rows, labels = batch["bag_labels"].nonzero(as_tuple=True)  # one group per (bag, gold relation)
     return sentence_bag.unsqueeze(0) == bag_rows.unsqueeze(1), labels, bag_rows
-
-
-def masked_softmax(logits: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
-    """Softmax over the sentences of each group (last dimension); non-members get weight 0."""
-    return torch.softmax(logits.masked_fill(~membership, float("-inf")), dim=-1)
 
 
 def selective_attention(
@@ -224,14 +220,12 @@ class BagModel(HiereModel):
         bag_labels = torch.zeros(len(features), len(self.relations))
         for row, feature in enumerate(features):
             bag_labels[row, feature["bag_labels"]] = 1.0
-        starts = torch.tensor([0, *sizes]).cumsum(0)
         return {
             **collate_sentences(flat),  # (n_sent, seq) each
             "sentence_bag": torch.repeat_interleave(
                 torch.arange(len(features)), torch.tensor(sizes)
             ),  # (n_sent,)
             "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
-            "scope": [(int(starts[i]), int(starts[i + 1])) for i in range(len(features))],
             "bag_labels": bag_labels,  # (n_bags, n_relations) multi-hot, NA column set for NA bags
         }
 

@@ -40,7 +40,7 @@ from hiere.errors import HiereConfigError
 from hiere.evidence import rows_of_scores
 from hiere.models.base import HiereModel, ModelConfig, Resources, pad_sequences
 from hiere.models.doc.common import DISTANCE_BUCKETS, build_type_vocab, collate_documents, featurize_document
-from hiere.models.layers import Bilinear
+from hiere.models.layers import Bilinear, masked_softmax
 
 
 @dataclass
@@ -112,11 +112,6 @@ def equal_length_bilstm(bilstm: BiLSTM, inputs: torch.Tensor, lengths: torch.Ten
     order = torch.cat(groups)  # row of each stacked output
     inverse = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
     return torch.cat(parts)[inverse]
-
-
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last axis restricted to ``mask`` (eqs. 8 and 13)."""
-    return torch.softmax(scores.masked_fill(~mask, torch.finfo(scores.dtype).min), dim=-1) * mask
 
 
 class VanillaAttention(nn.Module):
