@@ -21,6 +21,7 @@ from torch import nn
 from hiere.data.bags import BagSentence
 from hiere.data.vocab import Vocab
 from hiere.encoders.glove import WordEmbedding
+from hiere.errors import HiereConfigError
 from hiere.models.base import pad_sequences
 
 POOLINGS = ("cnn", "pcnn")
@@ -78,7 +79,7 @@ class CNNEncoder(nn.Module):
     ):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+            raise HiereConfigError(f"model.pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
         self.pooling = pooling
         self.hidden = hidden
         self.word_embedding = WordEmbedding(vocab_size, word_dim, freeze=freeze_words)

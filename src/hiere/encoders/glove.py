@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from hiere.data.vocab import Vocab
-from hiere.errors import HiereInputError
+from hiere.errors import HiereConfigError, HiereInputError
 
 DEFAULT = "default"
 
@@ -94,8 +94,8 @@ class WordEmbedding(nn.Module):
     def load_pretrained(self, vocab: Vocab, source: str = DEFAULT) -> float:
         matrix, coverage = glove_matrix(vocab, source)
         if matrix.shape != self.embedding.weight.shape:
-            raise ValueError(f"GloVe matrix {tuple(matrix.shape)} does not fit the embedding "
-                             f"{tuple(self.embedding.weight.shape)}")
+            raise HiereConfigError(f"model.glove: the GloVe matrix {tuple(matrix.shape)} does not fit the embedding "
+                                   f"{tuple(self.embedding.weight.shape)}")
         with torch.no_grad():
             self.embedding.weight.copy_(matrix)
         return coverage
