@@ -548,3 +548,35 @@ def test_hnre_init_from_through_the_trainer(tmp_path):
     source, hnre = load_model_dir(source_dir)[0], load_model_dir(hnre_dir)[0]
     torch.testing.assert_close(hnre.encoder.conv.weight, source.encoder.conv.weight)  # lr ~0: still the copy
     assert "warm start from" in (hnre_dir / "train.log").read_text()
+
+
+def test_opennre_padding_pools_over_a_trained_pad_word_and_masked_padding_does_not(train_bags, relations):
+    masked = build("cnn_att", train_bags, relations, encoder="cnn", max_length=40)
+    opennre = build("cnn_att", train_bags, relations, encoder="cnn", max_length=40, padding="opennre")
+    short = min(train_bags, key=lambda bag: max(len(s.tokens) for s in bag.sentences))
+    batch = batch_of(opennre, [short])
+    assert batch["word_ids"].shape[1] < 40  # the batch is shorter than max_length: opennre pads it further
+    embedding = opennre.encoder.word_embedding.embedding
+    assert embedding.padding_idx is None and torch.equal(embedding.weight[0], torch.zeros(embedding.weight.shape[1]))
+    assert masked.encoder.word_embedding.embedding.padding_idx == 0
+    with torch.no_grad():  # each filter = the sum of the centre word's vector; the [PAD] word sums to 500
+        for model in (opennre, masked):
+            conv = model.encoder.conv
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.weight[:, :50, 1] = 1.0
+            model.encoder.word_embedding.embedding.weight[0] = 10.0
+        with_padding, without = opennre.encoder(batch), masked.encoder(batch)
+    assert torch.allclose(with_padding, torch.full_like(with_padding, 500.0))
+    assert (without < 100).all()  # the real words only
+    opennre.train()
+    opennre(batch_of(opennre, train_bags[:4]))["loss"].backward()
+    assert embedding.weight.grad[0].abs().sum() > 0  # [PAD] is trained
+
+
+def test_an_unknown_padding_is_a_config_error():
+    from hiere.errors import HiereConfigError
+    from hiere.models.bag.att import AttConfig
+
+    with pytest.raises(HiereConfigError, match="model.padding='zero': must be one of masked, opennre"):
+        AttConfig.from_dict({"padding": "zero"})

@@ -86,9 +86,14 @@ class WordEmbedding(nn.Module):
     """Token ids -> vectors. Weights are filled from GloVe by :meth:`load_pretrained` (new training only;
     a saved model restores them from its own weights file)."""
 
-    def __init__(self, vocab_size: int, dim: int, freeze: bool = False):
+    def __init__(self, vocab_size: int, dim: int, freeze: bool = False, train_padding: bool = False):
+        """Row 0 is padding: a zero vector that is never trained, or (``train_padding``) a trained ``[PAD]``
+        word that starts at zero (OpenNRE's CNN encoders)."""
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=None if train_padding else 0)
+        if train_padding:
+            with torch.no_grad():
+                self.embedding.weight[0].zero_()
         self.embedding.weight.requires_grad_(not freeze)
 
     def load_pretrained(self, vocab: Vocab, source: str = DEFAULT) -> float:
