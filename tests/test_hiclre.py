@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from hiere.config import load_config
 from hiere.data.bags import read_bags
 from hiere.data.relations import RelationMap
+from hiere.encoders.sentence import crop_words, entity_mean
 from hiere.errors import HiereConfigError
 from hiere.models import get_model_class
-from hiere.models.bag.bert_att import crop_words, entity_mean
 from hiere.models.bag.hiclre import bag_key
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -492,7 +492,7 @@ def test_entity_start_pooling_marks_and_reads_the_start_markers(train_bags, rela
     model.train()
     output = model(batch)
     output["loss"].backward()
-    assert model.W_E.weight.grad.abs().sum() > 0 and model.query_diagonal.grad.abs().sum() > 0
+    assert model.encoder.W_E.weight.grad.abs().sum() > 0 and model.query_diagonal.grad.abs().sum() > 0
     model.eval()  # no dropout: two encoder passes agree
     h_e1, h_e2, _ = model.encode(batch)
     hidden, _ = model.encoder(batch["input_ids"], batch["attention_mask"])
@@ -518,3 +518,13 @@ def test_fixed_bag_sampling_reads_every_training_bag_at_the_same_size(relations)
         build("bert_att", bags, relations, bag_sampling="random")
     with pytest.raises(HiereConfigError, match="model.pooling must be paper for hiclre"):
         build("hiclre", bags, relations, pooling="entity_start")
+
+
+def test_weights_saved_under_the_earlier_names_still_load(train_bags, relations):
+    model = build("bert_att", train_bags, relations)
+    state = model.state_dict()
+    old = {name.replace("encoder.W_S.", "W_S.").replace("encoder.b_S", "b_S"): value for name, value in state.items()}
+    assert "W_S.weight" in old and "b_S" in old
+    fresh = build("bert_att", train_bags, relations, seed=1)
+    fresh.load_state_dict(type(fresh).upgrade_state_dict(old))
+    assert torch.equal(fresh.encoder.W_S.weight, model.encoder.W_S.weight)

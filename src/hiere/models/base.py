@@ -154,6 +154,21 @@ class HiereModel(nn.Module):
         ``{"mode": "pair_relation"}`` for OpenNRE-style training bags). Dev/test are read with defaults."""
         return {}
 
+    # weight names of earlier hiere versions -> today's (a prefix each), so older model directories still load
+    renamed_weights: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def upgrade_state_dict(cls, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with the names of :attr:`renamed_weights` replaced by today's."""
+        upgraded = {}
+        for name, value in state.items():
+            for old, new in cls.renamed_weights.items():
+                if name.startswith(old):
+                    name = new + name[len(old):]
+                    break
+            upgraded[name] = value
+        return upgraded
+
     def on_epoch_start(self, epoch: int, total_epochs: int | None = None) -> None:
         """Hook for schedules inside a model (warm-up phases, EM steps, memory decay): the trainer calls it
         before each epoch with ``epoch`` counted from 1 and ``total_epochs`` = ``trainer.epochs``."""

@@ -64,7 +64,7 @@ def load_model_dir(model_dir: str | Path, device: torch.device | str = "cpu") ->
     resources = Resources.load(model_dir)
     model = model_class(model_config, resources)
     state = load_safetensors((model_dir / WEIGHTS).read_bytes())
-    model.load_state_dict(state)
+    model.load_state_dict(model_class.upgrade_state_dict(state))
     threshold = json.loads((model_dir / "threshold.json").read_text())["threshold"]
     return model.to(device).eval(), config, threshold
 

@@ -274,7 +274,7 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
              "history": [], "bad_epochs": 0}
     if resuming:
         checkpoint = load_checkpoint(checkpoint_path)
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(model.upgrade_state_dict(checkpoint["model"]))
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         scaler.load_state_dict(checkpoint["scaler"])

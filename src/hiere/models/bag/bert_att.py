@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from hiere.data.bags import Bag, BagSentence
-from hiere.encoders.transformer import DEFAULT, TransformerEncoder
+from hiere.encoders.sentence import SENTENCE_POOLINGS, TransformerSentenceEncoder
+from hiere.encoders.transformer import DEFAULT
 from hiere.errors import HiereConfigError
 from hiere.models.bag.common import (
     TRAINING_BAGS,
@@ -48,10 +49,9 @@ from hiere.models.bag.common import (
 )
 from hiere.models.base import HiereModel, ModelConfig, Resources
 
-POOLINGS = ("paper", "entity_start")
+POOLINGS = SENTENCE_POOLINGS
 QUERIES = ("free", "classifier")
 BAG_SAMPLINGS = ("cap", "fixed")
-ENTITY_START_MARKERS = ("[unused0]", "[unused1]", "[unused2]", "[unused3]")  # head start/end, tail start/end
 
 
 @dataclass
@@ -86,63 +86,6 @@ class BertAttConfig(ModelConfig):
             raise HiereConfigError(f"model.max_length must be at least 16, got {self.max_length}")
 
 
-def crop_words(
-    piece_counts: list[int], head: tuple[int, int], tail: tuple[int, int], budget: int
-) -> list[tuple[int, int]]:
-    """Word ranges ``[start, end)`` to keep so that at most ``budget`` subwords remain, both entities kept.
-
-    The whole sentence when it fits; else the region from the first to the last entity word, widened one
-    word at a time on alternate sides; when even that region is too long, one window around each entity
-    (``budget // 2`` subwords each, an over-long entity cut at its end).
-
-    >>> crop_words([1] * 10, (1, 2), (7, 8), 4)
-    [(0, 2), (6, 8)]
-    """
-    total = sum(piece_counts)
-    if total <= budget:
-        return [(0, len(piece_counts))]
-    start, end = min(head[0], tail[0]), max(head[1], tail[1])
-    if sum(piece_counts[start:end]) <= budget:
-        return [_widen(piece_counts, start, end, budget)]
-    first, second = sorted([head, tail])
-    windows = [_widen(piece_counts, *span, budget // 2) for span in (first, second)]
-    if windows[0][1] >= windows[1][0]:  # overlapping windows: their union fits the budget
-        return [(windows[0][0], max(windows[0][1], windows[1][1]))]
-    return windows
-
-
-def _widen(piece_counts: list[int], start: int, end: int, budget: int) -> tuple[int, int]:
-    """Grow ``[start, end)`` alternately left and right while it fits ``budget``; shrink an over-long span."""
-    used = sum(piece_counts[start:end])
-    while used > budget and end - start > 1:
-        end -= 1
-        used -= piece_counts[end]
-    grow_left = True
-    while True:
-        can_left = start > 0 and used + piece_counts[start - 1] <= budget
-        can_right = end < len(piece_counts) and used + piece_counts[end] <= budget
-        if not (can_left or can_right):
-            return start, end
-        if can_left and (grow_left or not can_right):
-            start -= 1
-            used += piece_counts[start]
-        else:
-            used += piece_counts[end]
-            end += 1
-        grow_left = not grow_left
-
-
-def entity_mean(hidden: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
-    """Mean of the subword states inside each row's ``[start, end)`` span (footnote 2).
-
-    ``hidden`` (n_sent, seq, d), ``spans`` (n_sent, 2) -> (n_sent, d).
-    """
-    positions = torch.arange(hidden.shape[1], device=hidden.device)  # (seq,)
-    inside = (positions >= spans[:, :1]) & (positions < spans[:, 1:])  # (n_sent, seq)
-    weights = inside.to(hidden.dtype) / inside.sum(1, keepdim=True).clamp_min(1).to(hidden.dtype)
-    return torch.einsum("ns,nsd->nd", weights, hidden)
-
-
 class BertAtt(HiereModel):
     """Transformer sentence encoder (eqs. 1-2), selective attention (eqs. 3-5), classifier (eqs. 6-8)."""
 
@@ -150,24 +93,15 @@ class BertAtt(HiereModel):
     task = "bag"
     decision = "ranking"
     Config = BertAttConfig
+    # before the sentence encoder owned eq. 2's weights (hiere 0.1 model directories)
+    renamed_weights: ClassVar[dict[str, str]] = {"W_S.": "encoder.W_S.", "b_S": "encoder.b_S", "W_E.": "encoder.W_E."}
 
     def __init__(self, config: BertAttConfig, resources: Resources):
         super().__init__(config, resources)
-        self.encoder = TransformerEncoder(config.encoder, resources.model_dir, config.max_length, pretrained=False)
-        d = self.encoder.hidden_size
+        self.encoder = TransformerSentenceEncoder(config.encoder, resources.model_dir, config.max_length,
+                                                  config.pooling, config.entity_markers)  # eqs. 1-2
         n_relations = len(resources.relations)
-        if config.pooling == "entity_start":
-            self.start_marker_ids = self.encoder.tokenizer.convert_tokens_to_ids(list(ENTITY_START_MARKERS))
-            if self.encoder.unk_id in self.start_marker_ids:
-                raise HiereConfigError(f"model.pooling=entity_start needs the tokens {ENTITY_START_MARKERS} in the "
-                                       f"encoder's vocabulary ({config.encoder} has none; BERT vocabularies do)")
-            self.W_E = nn.Linear(2 * d, 2 * d)  # OpenNRE's BERTEntityEncoder.linear
-            size = 2 * d
-        else:
-            self.W_S = nn.Linear(3 * d, d, bias=False)  # eq. 2
-            self.b_S = nn.Parameter(torch.zeros(d))
-            nn.init.xavier_uniform_(self.W_S.weight)
-            size = d
+        size = self.encoder.output_size
         self.sentence_size = size
         if config.attention_query == "free":
             self.relation_queries = nn.Parameter(torch.empty(n_relations, size))  # A r of eq. 5, one per relation
@@ -194,7 +128,7 @@ class BertAtt(HiereModel):
         return {"mode": "pair_relation" if config.training_bags == "relation" else "pair"}
 
     def init_pretrained(self) -> None:
-        self.encoder.load_pretrained()
+        self.encoder.init_pretrained()
 
     def save_assets(self, model_dir: Path) -> None:
         self.encoder.save_assets(model_dir)
@@ -202,56 +136,7 @@ class BertAtt(HiereModel):
     # ---------------------------------------------------------------- features
 
     def featurize_sentence(self, sentence: BagSentence) -> dict[str, Any]:
-        """Subword ids (cropped around the entities) and the subword spans of head and tail."""
-        tokenizer = self.encoder.tokenizer
-        words = list(sentence.tokens)
-        pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
-        counts = [max(1, len(p)) for p in pieces]
-        if self.config.pooling == "entity_start":
-            marker_cost = 4
-        else:
-            marker_cost = 4 * len(self.encoder.marker_ids) if self.config.entity_markers else 0
-        ranges = crop_words(counts, sentence.head, sentence.tail, self.encoder.max_length - 2 - marker_cost)
-        kept = [index for start, end in ranges for index in range(start, end)]
-        position = {word: new for new, word in enumerate(kept)}
-
-        def new_span(span: tuple[int, int]) -> tuple[int, int]:
-            inside = [position[w] for w in range(*span) if w in position]
-            return inside[0], inside[-1] + 1
-
-        head, tail = new_span(sentence.head), new_span(sentence.tail)
-        if self.config.pooling == "entity_start":
-            return self.featurize_entity_start([pieces[w] for w in kept], head, tail)
-        tokenized = self.encoder.tokenize(
-            [words[w] for w in kept], [head, tail] if self.config.entity_markers else None
-        )
-        spans = tokenized.word_spans
-        return {
-            "input_ids": tokenized.input_ids,
-            "head": (spans[head[0]][0], spans[head[1] - 1][1]),
-            "tail": (spans[tail[0]][0], spans[tail[1] - 1][1]),
-        }
-
-    def featurize_entity_start(
-        self, pieces: list[list[int]], head: tuple[int, int], tail: tuple[int, int]
-    ) -> dict[str, Any]:
-        """OpenNRE's entity-start input: ``[CLS] .. [unused0] head [unused1] .. [unused2] tail [unused3] .. [SEP]``;
-        the head and tail "spans" are the positions of their start markers (one subword each)."""
-        head_start, head_end, tail_start, tail_end = self.start_marker_ids
-        input_ids, positions = [self.encoder.cls_id], {}
-        for index, word_pieces in enumerate(pieces):
-            for name, span, marker in (("head", head, head_start), ("tail", tail, tail_start)):
-                if index == span[0]:
-                    positions[name] = len(input_ids)
-                    input_ids.append(marker)
-            input_ids.extend(word_pieces or [self.encoder.unk_id])
-            if index == tail[1] - 1:
-                input_ids.append(tail_end)
-            if index == head[1] - 1:
-                input_ids.append(head_end)
-        input_ids.append(self.encoder.sep_id)
-        return {"input_ids": input_ids, "head": (positions["head"], positions["head"] + 1),
-                "tail": (positions["tail"], positions["tail"] + 1)}
+        return self.encoder.featurize_sentence(sentence)
 
     def featurize(self, example: Bag) -> dict[str, Any]:
         return {
@@ -291,16 +176,12 @@ class BertAtt(HiereModel):
     def collate_sampled(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         """Tensors of bags whose sentences are already sampled (:meth:`sample_sentences`)."""
         flat = [sentence for f in features for sentence in f["sentences"]]
-        input_ids, attention_mask = self.encoder.collate([s["input_ids"] for s in flat])
         sizes = [len(f["sentences"]) for f in features]
         bag_labels = torch.zeros(len(features), len(self.relations))
         for row, feature in enumerate(features):
             bag_labels[row, feature["bag_labels"]] = 1.0
         return {
-            "input_ids": input_ids,  # (n_sent, seq)
-            "attention_mask": attention_mask,  # (n_sent, seq)
-            "head_span": torch.tensor([s["head"] for s in flat], dtype=torch.long),  # (n_sent, 2)
-            "tail_span": torch.tensor([s["tail"] for s in flat], dtype=torch.long),  # (n_sent, 2)
+            **self.encoder.collate_sentences(flat),  # input_ids, attention_mask (n_sent, seq); spans (n_sent, 2)
             "sentence_bag": torch.repeat_interleave(torch.arange(len(features)), torch.tensor(sizes)),  # (n_sent,)
             "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
             "bag_labels": bag_labels,  # (n_bags, n_relations) multi-hot, NA column set for NA bags
@@ -310,16 +191,11 @@ class BertAtt(HiereModel):
 
     def encode(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Eq. 1 and footnote 2 -> ``h_e1, h_e2, h_[CLS]``, each (n_sent, d)."""
-        hidden, _ = self.encoder(batch["input_ids"], batch["attention_mask"])  # (n_sent, seq, d)
-        hidden = hidden.float()
-        return entity_mean(hidden, batch["head_span"]), entity_mean(hidden, batch["tail_span"]), hidden[:, 0]
+        return self.encoder.sentence_states(batch)
 
     def sentence_representation(self, h_e1: torch.Tensor, h_e2: torch.Tensor, h_cls: torch.Tensor) -> torch.Tensor:
-        """Eq. 2: ``h_S = tanh([h_e1 ‖ h_e2 ‖ h_[CLS]] W_S) + b_S`` -> (n_sent, d); ``pooling: entity_start``:
-        ``[h_<head start> ‖ h_<tail start>] W_E + b_E`` -> (n_sent, 2d) (OpenNRE)."""
-        if self.config.pooling == "entity_start":
-            return self.W_E(torch.cat([h_e1, h_e2], dim=-1))
-        return torch.tanh(self.W_S(torch.cat([h_e1, h_e2, h_cls], dim=-1))) + self.b_S
+        """Eq. 2 (or OpenNRE's entity-start pooling): :meth:`TransformerSentenceEncoder.represent`."""
+        return self.encoder.represent(h_e1, h_e2, h_cls)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         h_e1, h_e2, h_cls = self.encode(batch)
