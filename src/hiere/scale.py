@@ -31,6 +31,7 @@ import io
 import json
 import logging
 import os
+import re
 import resource
 import socket
 import sys
@@ -357,6 +358,9 @@ def _extract_block(predictor: Any, options: dict[str, Any], block: Block, record
     def on_error(error: HiereInputError) -> None:
         index = error.input_index if error.input_index is not None else 0
         failed.add(index)
+        if error.record:  # extract counts the texts it was given: name the record's place in its file
+            where = re.sub(r"^document \d+", f"document {readable[index].index + 1}", error.record)
+            error = HiereInputError(error.path, where, error.field, error.message)
         errors.append(error_entry(block, readable[index], error))
 
     results = extract(
@@ -754,12 +758,13 @@ def run_scale(args: argparse.Namespace, command: str, options: dict[str, Any]) -
     if not inputs:
         raise HiereInputError(None, None, None, "give the INPUT files (or globs) to read")
     if args.output is None:
-        raise HiereInputError(None, None, "-o", f"--engine {engine} writes shards: give -o OUT_DIR")
+        raise HiereInputError(None, None, None, f"--engine {engine} writes shards: give -o OUT_DIR")
     if engine == "local":
         for option, default in (("address", None), ("workers", None), ("gpus_per_worker", 0.0)):
             if getattr(args, option, default) not in (default, 1 if option == "workers" else default):
                 flag = "--" + option.replace("_", "-")
-                raise HiereInputError(None, None, flag, "goes with --engine ray (the local engine is one process)")
+                raise HiereInputError(None, None, None, f"{flag} goes with --engine ray (the local engine is one "
+                                      "process)")
     job = Job(command, str(Path(args.model_dir).resolve()), options, device=getattr(args, "device", "auto"),
               threads=args.cpus_per_worker if engine == "ray" else None)
     runner = None
@@ -768,7 +773,7 @@ def run_scale(args: argparse.Namespace, command: str, options: dict[str, Any]) -
 
         gpus = args.gpus_per_worker
         if gpus < 0:
-            raise HiereInputError(None, None, "--gpus-per-worker", f"must be >= 0, got {gpus}")
+            raise HiereInputError(None, None, None, f"--gpus-per-worker must be >= 0, got {gpus}")
         if gpus > 0 and job.device == "auto":
             job = Job(job.command, job.model_dir, job.options, "cuda", job.threads)
         runner = ray_runner(args.address, args.workers, args.cpus_per_worker, gpus)

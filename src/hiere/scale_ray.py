@@ -27,7 +27,7 @@ def import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401 (the extra installs it)
     except ImportError:
-        raise HiereInputError(None, None, "--engine", "ray needs Ray Data: pip install 'hiere[ray]'") from None
+        raise HiereInputError(None, None, None, "--engine ray needs Ray Data: pip install 'hiere[ray]'") from None
     return ray
 
 
@@ -87,8 +87,8 @@ def _pool_size(ray: Any, workers: int | None, cpus_per_worker: int, gpus_per_wor
     if gpus_per_worker > 0:
         size = min(size, int(resources.get("GPU", 0) // gpus_per_worker))
         if size < 1:
-            raise HiereInputError(None, None, "--gpus-per-worker", f"the Ray cluster has {resources.get('GPU', 0)} "
-                                  f"GPU(s), fewer than one worker's {gpus_per_worker}")
+            raise HiereInputError(None, None, None, f"--gpus-per-worker {gpus_per_worker}: the Ray cluster has "
+                                  f"{resources.get('GPU', 0)} GPU(s), not enough for one worker")
     return max(1, size)
 
 
