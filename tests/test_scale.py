@@ -25,30 +25,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def raw_text(document: dict) -> str:
-    return " ".join(" ".join(sentence) for sentence in document["sents"])
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, redocred_raw) -> dict[str, Path]:
-    """Re-DocRED dev texts in the three input forms, with bad records in the JSON lines file."""
-    folder = tmp_path_factory.mktemp("corpus")
-    records = [{"text": raw_text(doc), "title": doc["title"]} for doc in redocred_raw[:5]]
-    lines = [json.dumps(record) for record in records[:3]]
-    lines += ["{not json", json.dumps({"txt": "no text field"}), json.dumps(records[3]), "",
-              json.dumps({"text": "abc\x00def\x00\x01\x02 binary", "title": "binary"}), json.dumps(records[4])]
-    (folder / "docs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (folder / "plain.txt").write_text("\n\n".join(raw_text(doc) for doc in redocred_raw[5:9]) + "\n", encoding="utf-8")
-    (folder / "list.json").write_text(json.dumps([raw_text(doc) for doc in redocred_raw[9:12]], indent=1),
-                                      encoding="utf-8")
-    (folder / "docred.json").write_text(json.dumps(redocred_raw[:7], indent=1), encoding="utf-8")
-    with open(folder / "docred.jsonl", "w", encoding="utf-8") as out:
-        for doc in redocred_raw[:4]:
-            out.write(json.dumps(doc) + "\n")
-        out.write(json.dumps({**redocred_raw[4], "vertexSet": [[{"name": "x", "sent_id": 99, "pos": [0, 1]}]]}) + "\n")
-    return {path.name: path for path in folder.iterdir()}
-
-
 def shards(out_dir: Path) -> list[dict]:
     return [json.loads(line) for path in sorted(out_dir.glob("shard-*.jsonl")) for line in path.open(encoding="utf-8")]
 
@@ -73,10 +49,10 @@ def extract_argv(model_dir: Path, inputs: list, out_dir: Path, *extra: str) -> l
     return ["extract", str(model_dir), *map(str, inputs), "-o", str(out_dir), "--no-progress", *extra]
 
 
-def test_extract_shards_hold_every_document_once_as_hiere_extract_prints_it(tiny_bilstm_dir, corpus, tmp_path,
+def test_extract_shards_hold_every_document_once_as_hiere_extract_prints_it(tiny_bilstm_dir, scale_corpus, tmp_path,
                                                                            capsys):
     out = tmp_path / "out"
-    inputs = [corpus["docs.jsonl"], str(corpus["plain.txt"].parent / "*.txt"), corpus["list.json"]]
+    inputs = [scale_corpus["docs.jsonl"], str(scale_corpus["plain.txt"].parent / "*.txt"), scale_corpus["list.json"]]
     assert main(extract_argv(tiny_bilstm_dir, inputs, out, "--block-size", "2")) == 0
     summary_line = capsys.readouterr().err.strip().splitlines()[-1]
     records = shards(out)
@@ -90,22 +66,22 @@ def test_extract_shards_hold_every_document_once_as_hiere_extract_prints_it(tiny
     assert "12 documents" in summary_line and "3 errors" in summary_line and "errors.jsonl" in summary_line
     # the triples of each document are those ``hiere extract FILE`` prints, in the same order
     for name in ("docs.jsonl", "plain.txt", "list.json"):
-        assert main(["extract", str(tiny_bilstm_dir), str(corpus[name]), "--no-progress"]) == 0
+        assert main(["extract", str(tiny_bilstm_dir), str(scale_corpus[name]), "--no-progress"]) == 0
         printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-        from_shards = [{"doc": r["doc"], **triple} for r in records if r["file"] == str(corpus[name])
+        from_shards = [{"doc": r["doc"], **triple} for r in records if r["file"] == str(scale_corpus[name])
                        for triple in r["triples"]]
         assert from_shards == printed and printed, name
-    assert {r["doc"] for r in records if r["file"] == str(corpus["plain.txt"])} == {"line 1", "line 3", "line 5",
+    assert {r["doc"] for r in records if r["file"] == str(scale_corpus["plain.txt"])} == {"line 1", "line 3", "line 5",
                                                                                    "line 7"}
-    assert [r["doc"] for r in records if r["file"] == str(corpus["list.json"])] == [
+    assert [r["doc"] for r in records if r["file"] == str(scale_corpus["list.json"])] == [
         "document 1", "document 2", "document 3"]
 
 
-def test_a_bad_record_is_reported_with_file_line_and_field_and_skipped(tiny_bilstm_dir, corpus, tmp_path, capsys):
+def test_a_bad_record_is_reported_with_file_line_and_field_and_skipped(tiny_bilstm_dir, scale_corpus, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(extract_argv(tiny_bilstm_dir, [corpus["docs.jsonl"]], out, "--block-size", "3")) == 0
+    assert main(extract_argv(tiny_bilstm_dir, [scale_corpus["docs.jsonl"]], out, "--block-size", "3")) == 0
     err = capsys.readouterr().err
-    path = str(corpus["docs.jsonl"])
+    path = str(scale_corpus["docs.jsonl"])
     found = errors(out)
     assert [(e["file"], e["line"], e["field"]) for e in found] == [(path, 4, None), (path, 5, "text"),
                                                                   (path, 8, "text")]
@@ -129,8 +105,8 @@ def kill_after_first_finished_block(argv: list[str], out_dir: Path) -> None:
     process.wait()
 
 
-def test_a_killed_run_resumed_gives_the_uninterrupted_output(tiny_bilstm_dir, corpus, tmp_path, capsys):
-    inputs = [corpus["plain.txt"], corpus["docs.jsonl"], corpus["list.json"]]
+def test_a_killed_run_resumed_gives_the_uninterrupted_output(tiny_bilstm_dir, scale_corpus, tmp_path, capsys):
+    inputs = [scale_corpus["plain.txt"], scale_corpus["docs.jsonl"], scale_corpus["list.json"]]
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     assert main(extract_argv(tiny_bilstm_dir, inputs, whole, "--block-size", "1")) == 0
     kill_after_first_finished_block(extract_argv(tiny_bilstm_dir, inputs, resumed, "--block-size", "1"), resumed)
@@ -145,11 +121,11 @@ def test_a_killed_run_resumed_gives_the_uninterrupted_output(tiny_bilstm_dir, co
     assert not list(resumed.glob(".*.tmp")) and not list((resumed / "errors").glob(".*.tmp"))
 
 
-def test_a_shard_written_but_not_yet_in_the_manifest_is_recomputed_not_duplicated(tiny_bilstm_dir, corpus,
+def test_a_shard_written_but_not_yet_in_the_manifest_is_recomputed_not_duplicated(tiny_bilstm_dir, scale_corpus,
                                                                                   tmp_path, monkeypatch, capsys):
     """Fault injection: the run dies after writing the 3rd shard, before the manifest marks it done."""
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    argv = ["predict", str(tiny_bilstm_dir), str(corpus["docred.json"]), "-o"]
+    argv = ["predict", str(tiny_bilstm_dir), str(scale_corpus["docred.json"]), "-o"]
     assert main([*argv, str(whole), "--engine", "local", "--block-size", "2", "--no-progress"]) == 0
     real_write, calls = scale._write_manifest, []
 
@@ -169,10 +145,10 @@ def test_a_shard_written_but_not_yet_in_the_manifest_is_recomputed_not_duplicate
     same_output(whole, resumed)
 
 
-def test_predict_shards_hold_the_records_of_hiere_predict(tiny_bilstm_dir, corpus, tmp_path, capsys):
+def test_predict_shards_hold_the_records_of_hiere_predict(tiny_bilstm_dir, scale_corpus, tmp_path, capsys):
     single, out = tmp_path / "pred.json", tmp_path / "out"
-    assert main(["predict", str(tiny_bilstm_dir), str(corpus["docred.json"]), "-o", str(single)]) == 0
-    assert main(["predict", str(tiny_bilstm_dir), str(corpus["docred.json"]), "-o", str(out), "--engine", "local",
+    assert main(["predict", str(tiny_bilstm_dir), str(scale_corpus["docred.json"]), "-o", str(single)]) == 0
+    assert main(["predict", str(tiny_bilstm_dir), str(scale_corpus["docred.json"]), "-o", str(out), "--engine", "local",
                  "--block-size", "3", "--no-progress"]) == 0
 
     def key(record: dict) -> tuple:
@@ -182,9 +158,9 @@ def test_predict_shards_hold_the_records_of_hiere_predict(tiny_bilstm_dir, corpu
     assert sorted(shards(out), key=key) == expected and expected
     # a document a line; a bad document goes to errors.jsonl with its line and field
     lines_out = tmp_path / "lines"
-    assert main(["predict", str(tiny_bilstm_dir), str(corpus["docred.jsonl"]), "-o", str(lines_out), "--engine",
+    assert main(["predict", str(tiny_bilstm_dir), str(scale_corpus["docred.jsonl"]), "-o", str(lines_out), "--engine",
                  "local", "--no-progress"]) == 0
-    titles = {doc["title"] for doc in json.loads(corpus["docred.json"].read_text())[:4]}
+    titles = {doc["title"] for doc in json.loads(scale_corpus["docred.json"].read_text())[:4]}
     assert {record["title"] for record in shards(lines_out)} == titles
     [bad] = errors(lines_out)
     assert bad["line"] == 5 and bad["field"] == "vertexSet[0][0].sent_id" and "out of range" in bad["message"]
@@ -214,9 +190,9 @@ def test_bag_predictions_match_hiere_predict_and_blocks_never_split_a_bag(tmp_pa
         assert pairs[first] != pairs[first - 1]  # cut between pairs
 
 
-def test_a_changed_input_or_option_is_one_error_line(tiny_bilstm_dir, corpus, tmp_path, capsys):
+def test_a_changed_input_or_option_is_one_error_line(tiny_bilstm_dir, scale_corpus, tmp_path, capsys):
     source = tmp_path / "docs.txt"
-    source.write_text(corpus["plain.txt"].read_text())
+    source.write_text(scale_corpus["plain.txt"].read_text())
     out = tmp_path / "out"
     assert main(extract_argv(tiny_bilstm_dir, [source], out)) == 0
     capsys.readouterr()
@@ -247,19 +223,19 @@ def test_a_changed_input_or_option_is_one_error_line(tiny_bilstm_dir, corpus, tm
         (["predict", "{tmp}", "{plain}", "-o", "{tmp}/o", "--engine", "local"], "not a hiere model directory"),
     ],
 )
-def test_bad_scale_arguments_are_one_line_and_exit_2(tiny_bilstm_dir, corpus, tmp_path, capsys, argv, message):
+def test_bad_scale_arguments_are_one_line_and_exit_2(tiny_bilstm_dir, scale_corpus, tmp_path, capsys, argv, message):
     (tmp_path / "broken.json").write_text('[{"title": "a"},\n\n{"title": }]')
-    values = {"model": tiny_bilstm_dir, "tmp": tmp_path, "plain": corpus["plain.txt"]}
+    values = {"model": tiny_bilstm_dir, "tmp": tmp_path, "plain": scale_corpus["plain.txt"]}
     assert main([part.format(**values) for part in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
 
 
-def test_progress_lines_show_rate_and_eta_and_the_summary_counts(tiny_bilstm_dir, corpus, tmp_path):
+def test_progress_lines_show_rate_and_eta_and_the_summary_counts(tiny_bilstm_dir, scale_corpus, tmp_path):
     stream = io.StringIO()
     job = scale.Job("extract", str(tiny_bilstm_dir), {"threshold": None, "batch_size": 8, "window_tokens": 1024,
                                                       "max_chars": 100_000, "check_english": True})
-    summary = scale.run_job(job, [str(corpus["plain.txt"])], tmp_path / "out", block_size=1, stream=stream,
+    summary = scale.run_job(job, [str(scale_corpus["plain.txt"])], tmp_path / "out", block_size=1, stream=stream,
                             progress_seconds=0.0)
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("hiere extract: 1 of 4 documents (25.0%), ") and " documents/s, ETA " in lines[0]
