@@ -125,8 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hiere.scale import SCALE_HELP, add_scale_arguments
 
     predict.epilog = SCALE_HELP.replace("(-o OUT_DIR)", "(--engine local|ray -o OUT_DIR)")
-    predict.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_scale_arguments(predict)
+    add_scale_arguments(predict, when="with --engine local|ray -o OUT_DIR")
 
     score = commands.add_parser(
         "score", help="metrics of a predictions file against gold (no model needed)",

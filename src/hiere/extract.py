@@ -694,7 +694,6 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     from hiere.scale import SCALE_HELP, add_scale_arguments
 
     parser.epilog = SCALE_HELP
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_scale_arguments(parser)
 
 

@@ -538,6 +538,8 @@ def _difference(old: Any, new: dict[str, Any]) -> str | None:
         return f"the inputs differ: the first run read {len(old_paths)} file(s) ({', '.join(old_paths[:3])}"\
                f"{', ...' if len(old_paths) > 3 else ''}), this one {len(new_paths)}"
     for old_input, new_input in zip(old["inputs"], new["inputs"], strict=True):
+        if old_input.get("kind") != new_input["kind"]:
+            return f"{new_input['path']} was read as {old_input.get('kind')}, now as {new_input['kind']}"
         if old_input.get("sha256") != new_input["sha256"]:
             return f"{new_input['path']} changed since the first run (sha256 {str(old_input.get('sha256'))[:12]}... "\
                    f"now {new_input['sha256'][:12]}...)"
@@ -723,14 +725,14 @@ model or options are an error. --engine ray runs the blocks on Ray Data (pip ins
 a local Ray on this machine, or the cluster at --address. See docs/scale.md."""
 
 
-def add_scale_arguments(parser: argparse.ArgumentParser, output_required: bool = False) -> None:
+def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OUT_DIR") -> None:
     """``--engine``, ``--address``, ``--workers``, ``--block-size`` ... (``-o`` is the command's own)."""
     from hiere.cli import positive_int
 
-    group = parser.add_argument_group("corpus scale (with -o OUT_DIR; see docs/scale.md)")
+    group = parser.add_argument_group(f"corpus scale ({when}; see docs/scale.md)")
     group.add_argument("--engine", choices=ENGINES, default=None,
-                       help="local: one process, no Ray needed (the default with -o OUT_DIR); ray: Ray Data, one "
-                       "model per worker; both write identical shards")
+                       help="local: one process, no Ray needed; ray: Ray Data, one model per worker; both write "
+                       "identical shards")
     group.add_argument("--address", default=None, metavar="ADDR",
                        help="--engine ray: the Ray cluster to join (e.g. auto, or ray://HEAD:10001); default: "
                        "start a local Ray on this machine (loopback only)")
@@ -760,7 +762,7 @@ def run_scale(args: argparse.Namespace, command: str, options: dict[str, Any]) -
     if args.output is None:
         raise HiereInputError(None, None, None, f"--engine {engine} writes shards: give -o OUT_DIR")
     if engine == "local":
-        for option, default in (("address", None), ("workers", None), ("gpus_per_worker", 0.0)):
+        for option, default in (("address", None), ("workers", None), ("cpus_per_worker", 1), ("gpus_per_worker", 0.0)):
             if getattr(args, option, default) not in (default, 1 if option == "workers" else default):
                 flag = "--" + option.replace("_", "-")
                 raise HiereInputError(None, None, None, f"{flag} goes with --engine ray (the local engine is one "
