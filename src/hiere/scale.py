@@ -295,6 +295,7 @@ class BlockResult:
     worker: str
     peak_rss_mb: float
     seconds: float
+    failure: str = ""  # a remote worker could not read its input or model: the job stops with this line
 
 
 class BlockWorker:
@@ -678,6 +679,8 @@ def run_job(job: Job, inputs: Iterable[str], out_dir: str | Path, *, runner: Run
     shown = 0
     try:
         for result in (runner or run_blocks_local)(job, pending):
+            if result.failure:
+                raise HiereInputError(None, None, None, result.failure)
             record_block(out, manifest, result)
             workers[result.worker] = max(workers.get(result.worker, 0.0), result.peak_rss_mb)
             for line in result.errors.splitlines():

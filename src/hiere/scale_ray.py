@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -36,16 +37,30 @@ class RayBlockWorker:
     block descriptors (``batch_size=1``: one block)."""
 
     def __init__(self, job: dict[str, Any]):
-        self.worker = BlockWorker(job)
+        self.worker, self.failure = None, ""
+        try:
+            self.worker = BlockWorker(job)
+        except (HiereInputError, OSError) as error:  # e.g. a node that cannot read the model directory
+            self.failure = f"a Ray worker on {socket.gethostname()} cannot load the model: {error}"
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         fields = list(Block.__dataclass_fields__)
-        size = len(batch[fields[0]])
         results = []
-        for row in range(size):
-            descriptor = {name: _python(batch[name][row]) for name in fields}
-            results.append(asdict(self.worker.run(Block(**descriptor))))
+        for row in range(len(batch[fields[0]])):
+            block = Block(**{name: _python(batch[name][row]) for name in fields})
+            results.append(asdict(self._run(block)))
         return {name: [result[name] for result in results] for name in BlockResult.__dataclass_fields__}
+
+    def _run(self, block: Block) -> BlockResult:
+        """The block's result; bad input or an unreadable file is a result with ``failure`` set (Ray would
+        pass the exception to the driver as text inside its own, so the driver raises it as one line)."""
+        failure = self.failure
+        if self.worker is not None:
+            try:
+                return self.worker.run(block)
+            except (HiereInputError, OSError) as error:
+                failure = f"a Ray worker on {socket.gethostname()}: {error}"
+        return BlockResult(block.id, "", "", 0, 0, 0, 0, 0, socket.gethostname(), 0.0, 0.0, failure)
 
 
 def _python(value: Any) -> Any:
@@ -67,7 +82,7 @@ def ray_runner(address: str | None, workers: int | None, cpus_per_worker: int = 
                 ray.init(address=address, log_to_driver=True)
             else:  # a local Ray: only the CPUs the workers ask for, on the loopback interface
                 cpus = (workers or max(1, (os.cpu_count() or 1) // cpus_per_worker)) * cpus_per_worker
-                ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
+                ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
             started = True
         try:
             yield from _run_dataset(ray, job, blocks, _pool_size(ray, workers, cpus_per_worker, gpus_per_worker),
