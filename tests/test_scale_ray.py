@@ -1,4 +1,5 @@
-"""--engine ray: a local Ray (2 CPUs, loopback) writes the local engine's shards byte for byte, and resumes its runs.
+"""--engine ray: a local Ray (2 CPUs, node address 127.0.0.1) writes the local engine's shards byte for byte and
+resumes their runs.
 
 Needs the ``ray`` extra (``pip install -e '.[ray]'``; scripts/setup.sh installs it). The core package and
 tests/test_scale.py run without Ray.

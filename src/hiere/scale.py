@@ -738,7 +738,7 @@ def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OU
                        "identical shards")
     group.add_argument("--address", default=None, metavar="ADDR",
                        help="--engine ray: the Ray cluster to join (e.g. auto, or ray://HEAD:10001); default: "
-                       "start a local Ray on this machine (loopback only)")
+                       "start a local Ray on this machine (node address 127.0.0.1, no dashboard)")
     group.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help="--engine ray: model workers (default: the CPUs Ray has / --cpus-per-worker, or its "
                        "GPUs / --gpus-per-worker)")

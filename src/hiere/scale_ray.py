@@ -80,7 +80,7 @@ def ray_runner(address: str | None, workers: int | None, cpus_per_worker: int = 
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, log_to_driver=True)
-            else:  # a local Ray: only the CPUs the workers ask for, on the loopback interface
+            else:  # a local Ray: only the CPUs the workers ask for, its node addressed as 127.0.0.1
                 cpus = (workers or max(1, (os.cpu_count() or 1) // cpus_per_worker)) * cpus_per_worker
                 ray.init(num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING")
             started = True
