@@ -715,8 +715,11 @@ def _run_extract(args: argparse.Namespace, out: TextIO) -> int:
     text, paths = getattr(args, "text", None), getattr(args, "input", None)
     paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
     if getattr(args, "output", None) is not None or getattr(args, "engine", None) is not None:
-        if text is not None:
-            raise HiereInputError(None, None, "--text", "prints its triples; -o OUT_DIR and --engine read INPUT files")
+        if text is not None or getattr(args, "entities", None):
+            raise HiereInputError(None, None, None, "--text and --entities print triples of one text; -o OUT_DIR and "
+                                  "--engine read INPUT files (give each .jsonl record an 'entities' list)")
+        if getattr(args, "format", "jsonl") != "jsonl":
+            raise HiereInputError(None, None, None, "--format table prints to stdout; -o OUT_DIR writes JSON lines")
         from hiere.scale import run_scale
 
         options = {
