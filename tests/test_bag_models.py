@@ -136,7 +136,9 @@ def test_shapes_and_gradients(train_bags, relations, name, aggregation):
     model.eval()
     with torch.no_grad():
         scores = model(batch)["scores"]
-    assert scores.shape == (8, len(relations)) and ((scores >= 0) & (scores <= 1)).all()
+        alone = model(batch_of(model, train_bags[3:4]))["scores"]
+    assert scores.shape == (8, len(relations))
+    assert torch.allclose(alone[0], scores[3], atol=1e-6)  # a bag's score does not depend on its batch
 
 
 def test_cnn_att_uses_plain_max_pooling(train_bags, relations):
@@ -546,3 +548,35 @@ def test_hnre_init_from_through_the_trainer(tmp_path):
     source, hnre = load_model_dir(source_dir)[0], load_model_dir(hnre_dir)[0]
     torch.testing.assert_close(hnre.encoder.conv.weight, source.encoder.conv.weight)  # lr ~0: still the copy
     assert "warm start from" in (hnre_dir / "train.log").read_text()
+
+
+def test_opennre_padding_pools_over_a_trained_pad_word_and_masked_padding_does_not(train_bags, relations):
+    masked = build("cnn_att", train_bags, relations, encoder="cnn", max_length=40)
+    opennre = build("cnn_att", train_bags, relations, encoder="cnn", max_length=40, padding="opennre")
+    short = min(train_bags, key=lambda bag: max(len(s.tokens) for s in bag.sentences))
+    batch = batch_of(opennre, [short])
+    assert batch["word_ids"].shape[1] < 40  # the batch is shorter than max_length: opennre pads it further
+    embedding = opennre.encoder.word_embedding.embedding
+    assert embedding.padding_idx is None and torch.equal(embedding.weight[0], torch.zeros(embedding.weight.shape[1]))
+    assert masked.encoder.word_embedding.embedding.padding_idx == 0
+    with torch.no_grad():  # each filter = the sum of the centre word's vector; the [PAD] word sums to 500
+        for model in (opennre, masked):
+            conv = model.encoder.conv
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.weight[:, :50, 1] = 1.0
+            model.encoder.word_embedding.embedding.weight[0] = 10.0
+        with_padding, without = opennre.encoder(batch), masked.encoder(batch)
+    assert torch.allclose(with_padding, torch.full_like(with_padding, 500.0))
+    assert (without < 100).all()  # the real words only
+    opennre.train()
+    opennre(batch_of(opennre, train_bags[:4]))["loss"].backward()
+    assert embedding.weight.grad[0].abs().sum() > 0  # [PAD] is trained
+
+
+def test_an_unknown_padding_is_a_config_error():
+    from hiere.errors import HiereConfigError
+    from hiere.models.bag.att import AttConfig
+
+    with pytest.raises(HiereConfigError, match="model.padding='zero': must be one of masked, opennre"):
+        AttConfig.from_dict({"padding": "zero"})

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from hiere.data.relations import RelationMap
-from hiere.errors import HiereInputError
+from hiere.errors import HiereConfigError, HiereInputError
 from hiere.models.base import HiereModel
 from hiere.tasks import get_task
 from hiere.training.checkpoint import load_model_dir
@@ -51,14 +51,7 @@ class Predictor:
     def _examples(self, examples: Iterable[Any] | str | Path) -> list:
         if isinstance(examples, str | Path):
             return self.read(examples)
-        examples = list(examples)
-        if self.model.task == "doc":
-            from hiere.data.docred import parse_documents
-
-            return parse_documents(examples, relations=self.relations.relations)
-        from hiere.data.bags import parse_bags
-
-        return parse_bags(examples, relations=self.relations.relations)
+        return self.task.parse(list(examples), relations=self.relations.relations)
 
     def scores(self, examples: list, progress: bool = False) -> tuple[list, torch.Tensor, list | None]:
         features = []
@@ -87,13 +80,17 @@ class Predictor:
         Document models attach ``evidence`` (sentence ids) to each fact: the best ``evidence_top_k``
         sentences (``0``: no limit) with score >= ``evidence_min_score`` (see :mod:`hiere.evidence`).
         """
+        rule = None
+        if self.task.evidence:
+            rule = self.evidence_rule(evidence_top_k, evidence_min_score)
+        elif evidence_top_k is not None or evidence_min_score is not None:
+            raise HiereConfigError(f"evidence options are for document models; {self.model.name} explains "
+                                   f"{self.task.unit} with attention")
         examples = self._examples(examples)
         rows, scores, explanations = self.scores(examples, progress)
         explanations = explanations if explain else None
-        if self.model.task != "doc":
-            return self.task.decode(examples, rows, scores, self.relations, self.threshold, explanations)
         return self.task.decode(examples, rows, scores, self.relations, self.threshold, explanations,
-                                evidence_rule=self.evidence_rule(evidence_top_k, evidence_min_score))
+                                evidence_rule=rule)
 
     def evaluate(self, path: str | Path | list, train: str | Path | list | None = None, progress: bool = False,
                  **metric_options: Any) -> dict[str, Any]:
@@ -105,8 +102,8 @@ class Predictor:
             raise HiereInputError(source, None, None, f"no {self.task.unit} to evaluate")
         if isinstance(train, str | Path):
             train = self.task.read(train, require_labels=True)
-        # document models: with explanations, so the metrics include Evi P / R / F1
-        records = self.predict(examples, explain=self.model.task == "doc", progress=progress)
+        # with evidence (document models), so the metrics include Evi P / R / F1
+        records = self.predict(examples, explain=self.task.evidence, progress=progress)
         return self.task.metrics(examples, records, train=train, **metric_options)
 
     def extract(self, text: str, **options: Any) -> list[dict[str, Any]]:

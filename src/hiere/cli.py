@@ -203,13 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hiere.api import load
 
     predictor = load(args.model_dir, args.device)
-    options = {}
-    if predictor.model.task == "bag":
-        from hiere.training.trainer import _read_long_tail
-
-        options["long_tail"] = _read_long_tail(args.long_tail)
-        if args.plot:
-            options["plot"] = args.plot
+    options = predictor.task.metric_options(args.long_tail, args.plot)
     metrics = predictor.evaluate(args.data, train=args.train, progress=sys.stderr.isatty(), **options)
     print(json.dumps(metrics, indent=1))
     return 0
@@ -220,39 +214,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from hiere.io import check_output_file, write_json_atomic
     from hiere.scale import run_scale, scale_requested
 
-    options: dict[str, typing.Any] = {}
     if scale_requested(args):
-        options = {"no_explain": args.no_explain, "evidence_top_k": args.evidence_top_k,
-                   "evidence_min_score": args.evidence_min_score}
-        return run_scale(args, "predict", options)
+        return run_scale(args, "predict", {"no_explain": args.no_explain, "evidence_top_k": args.evidence_top_k,
+                                           "evidence_min_score": args.evidence_min_score})
     if len(args.input) > 1:
         raise HiereInputError(None, None, None, f"{len(args.input)} INPUT files: give --engine local -o OUT_DIR to "
                               "write their predictions as shards (without --engine: one file -> one JSON)")
     args.input = args.input[0]
     check_output_file(args.output)
     predictor = load(args.model_dir, args.device)
-    if predictor.model.task == "doc":
-        options = {"evidence_top_k": args.evidence_top_k, "evidence_min_score": args.evidence_min_score}
     progress = sys.stderr.isatty() and not args.no_progress
-    records = predictor.predict(args.input, explain=not args.no_explain, progress=progress, **options)
+    records = predictor.predict(args.input, explain=not args.no_explain, progress=progress,
+                                evidence_top_k=args.evidence_top_k, evidence_min_score=args.evidence_min_score)
     write_json_atomic(args.output, records)
     print(f"{len(records)} predictions -> {args.output}", file=sys.stderr)
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    if args.task == "bag":
-        from hiere.tasks.bag import score_files
-        from hiere.training.trainer import _read_long_tail
+    from hiere.tasks import get_task
 
-        metrics = score_files(args.gold, args.pred, long_tail=_read_long_tail(args.long_tail), plot=args.plot)
-        print(json.dumps(metrics, indent=1))
-        return 0
-    if len(args.pred) != 1:
-        raise HiereConfigError("document-level scoring takes one predictions file")
-    from hiere.tasks.doc import score_files
-
-    print(json.dumps(score_files(args.gold, args.pred[0], args.train, args.relations), indent=1))
+    metrics = get_task(args.task).score_files(args.gold, args.pred, train=args.train, relations=args.relations,
+                                              long_tail=args.long_tail, plot=args.plot)
+    print(json.dumps(metrics, indent=1))
     return 0
 
 

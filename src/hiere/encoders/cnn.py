@@ -9,6 +9,13 @@ and to the tail entity). A convolution with window ``window`` and ``hidden`` fil
 
 Defaults are the HNRE / OpenNRE settings: window 3, 230 filters, position dimension 5, word dimension 50,
 sentences cut at 120 tokens.
+
+Padding (``padding``): ``masked`` pads a batch to its longest sentence with a zero word vector and keeps the
+padding out of the max pooling (the equations above). ``opennre`` is the OpenNRE code: every sentence is
+padded to ``max_length`` with a ``[PAD]`` word whose vector starts at zero and is trained, and the ``cnn``
+max pooling runs over the padded positions too, so a short sentence's features are at least the padding's
+(``pcnn`` still masks the padding out of its segments, as OpenNRE's PCNN does; only the convolution window at
+the sentence end sees the trained ``[PAD]``).
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from torch import nn
 from hiere.data.bags import BagSentence
 from hiere.data.vocab import Vocab
 from hiere.encoders.glove import WordEmbedding
+from hiere.errors import HiereConfigError
 from hiere.models.base import pad_sequences
 
 POOLINGS = ("cnn", "pcnn")
+PADDINGS = ("masked", "opennre")
 
 
 def sentence_features(sentence: BagSentence, words: Vocab, max_length: int) -> dict[str, list[int]]:
@@ -75,30 +84,42 @@ class CNNEncoder(nn.Module):
         max_length: int = 120,
         pooling: str = "pcnn",
         freeze_words: bool = False,
+        padding: str = "masked",
     ):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        self.pooling = pooling
+            raise HiereConfigError(f"model.pooling={pooling!r}: must be one of {', '.join(POOLINGS)}")
+        if padding not in PADDINGS:
+            raise HiereConfigError(f"model.padding={padding!r}: must be one of {', '.join(PADDINGS)}")
+        self.pooling, self.padding, self.max_length = pooling, padding, max_length
         self.hidden = hidden
-        self.word_embedding = WordEmbedding(vocab_size, word_dim, freeze=freeze_words)
+        self.word_embedding = WordEmbedding(vocab_size, word_dim, freeze=freeze_words,
+                                            train_padding=padding == "opennre")
         self.pos_head_embedding = nn.Embedding(2 * max_length, position_dim, padding_idx=0)
         self.pos_tail_embedding = nn.Embedding(2 * max_length, position_dim, padding_idx=0)
         self.conv = nn.Conv1d(word_dim + 2 * position_dim, hidden, window, padding=window // 2)
         self.output_size = hidden * (3 if pooling == "pcnn" else 1)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        keys = ("word_ids", "pos_head", "pos_tail", "segments")
+        inputs = {key: batch[key] for key in keys}
+        if self.padding == "opennre":  # every sentence padded to max_length (id 0: [PAD] word, no position)
+            extra = self.max_length - inputs["word_ids"].shape[1]
+            if extra > 0:
+                inputs = {key: nn.functional.pad(value, (0, extra)) for key, value in inputs.items()}
         embedded = torch.cat(
             [
-                self.word_embedding(batch["word_ids"]),
-                self.pos_head_embedding(batch["pos_head"]),
-                self.pos_tail_embedding(batch["pos_tail"]),
+                self.word_embedding(inputs["word_ids"]),
+                self.pos_head_embedding(inputs["pos_head"]),
+                self.pos_tail_embedding(inputs["pos_tail"]),
             ],
             dim=-1,
         )  # (n_sent, seq, word_dim + 2 * position_dim)
         conv = self.conv(embedded.transpose(1, 2))  # (n_sent, hidden, seq)
-        segments = batch["segments"]  # (n_sent, seq), 0 = padding
-        if self.pooling == "cnn":
+        segments = inputs["segments"]  # (n_sent, seq), 0 = padding
+        if self.pooling == "cnn" and self.padding == "opennre":
+            pooled = conv.max(dim=-1).values  # over the padding too (OpenNRE's CNN encoder)
+        elif self.pooling == "cnn":
             pooled = _masked_max(conv, segments > 0)  # (n_sent, hidden)
         else:
             pooled = torch.cat([_masked_max(conv, segments == piece) for piece in (1, 2, 3)], dim=-1)

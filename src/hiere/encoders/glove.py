@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from hiere.data.vocab import Vocab
-from hiere.errors import HiereInputError
+from hiere.errors import HiereConfigError, HiereInputError
 
 DEFAULT = "default"
 
@@ -86,16 +86,21 @@ class WordEmbedding(nn.Module):
     """Token ids -> vectors. Weights are filled from GloVe by :meth:`load_pretrained` (new training only;
     a saved model restores them from its own weights file)."""
 
-    def __init__(self, vocab_size: int, dim: int, freeze: bool = False):
+    def __init__(self, vocab_size: int, dim: int, freeze: bool = False, train_padding: bool = False):
+        """Row 0 is padding: a zero vector that is never trained, or (``train_padding``) a trained ``[PAD]``
+        word that starts at zero (OpenNRE's CNN encoders)."""
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=None if train_padding else 0)
+        if train_padding:
+            with torch.no_grad():
+                self.embedding.weight[0].zero_()
         self.embedding.weight.requires_grad_(not freeze)
 
     def load_pretrained(self, vocab: Vocab, source: str = DEFAULT) -> float:
         matrix, coverage = glove_matrix(vocab, source)
         if matrix.shape != self.embedding.weight.shape:
-            raise ValueError(f"GloVe matrix {tuple(matrix.shape)} does not fit the embedding "
-                             f"{tuple(self.embedding.weight.shape)}")
+            raise HiereConfigError(f"model.glove: the GloVe matrix {tuple(matrix.shape)} does not fit the embedding "
+                                   f"{tuple(self.embedding.weight.shape)}")
         with torch.no_grad():
             self.embedding.weight.copy_(matrix)
         return coverage

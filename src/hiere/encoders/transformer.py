@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hiere.errors import HiereInputError
+from hiere.errors import HiereConfigError, HiereInputError
 
 DEFAULT = "default"
 ASSET_FOLDER = "encoder"
@@ -98,7 +98,7 @@ class TransformerEncoder(nn.Module):
             limit -= 2  # RoBERTa reserves two position ids for padding
         self.max_length = min(max_length, limit)
         if self.max_length < 8:
-            raise ValueError(f"max_length {max_length} is too small for a transformer window")
+            raise HiereConfigError(f"model.max_length={max_length}: too small for a transformer window (at least 8)")
         self.window_overlap = min(window_overlap, (self.max_length - 2) // 2)
         self.transformer = self._build(folder, pretrained)
         self.hidden_size: int = self.hf_config.hidden_size

@@ -1,25 +1,69 @@
-"""Tasks tie data files, predictions and metrics together for the trainer and the API.
+"""Tasks tie data files, predictions and metrics together for the trainer, the API and the CLI.
 
-A task offers:
-
-* ``read(path, relations=None, require_labels=False)`` -> examples (documents or bags), validated;
-* ``relation_ids(examples)`` -> the relation ids used by gold labels;
-* ``decode(examples, rows, scores, relations, threshold, explanations)`` -> prediction records
-  (design.md, Predictions); ``rows`` are ``(example_index, key)`` per score row;
-* ``tune_threshold(examples, rows, scores, relations)`` -> a threshold chosen on dev data;
-* ``metrics(examples, records, train=None, **options)`` -> the metrics dict; ``primary_metric``.
+Each task (``doc``: DocRED/PubTator documents; ``bag``: OpenNRE bags) implements :class:`Task`; code outside
+``hiere.tasks`` asks the task instead of testing which task it is.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
+import torch
+
+from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError
 
 TASK_MODULES = {"doc": "hiere.tasks.doc", "bag": "hiere.tasks.bag"}
 
 
-def get_task(name: str):
+@runtime_checkable
+class Task(Protocol):
+    """What the trainer, :class:`hiere.Predictor` and ``hiere score`` need of a task."""
+
+    name: str  # "doc" | "bag"
+    primary_metric: str  # the dev metric that selects the best epoch by default
+    unit: str  # "documents" | "bags", for messages
+    evidence: bool  # predictions carry evidence sentence ids (and evaluation scores them)
+
+    def read(self, path: str | Path, relations: Iterable[str] | None = None, require_labels: bool = False,
+             **options: Any) -> list:
+        """A data file -> validated examples; a bad record is one :class:`HiereInputError`."""
+
+    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None) -> list:
+        """In-memory records (dicts of the file format, or examples) -> validated examples."""
+
+    def relation_ids(self, examples: list) -> set[str]:
+        """The relation ids the gold labels of ``examples`` use."""
+
+    def decode(self, examples: list, rows: list[tuple[int, Any]], scores: torch.Tensor, relations: RelationMap,
+               threshold: float, explanations: list[dict] | None = None, evidence_rule: Any = None,
+               ) -> list[dict[str, Any]]:
+        """Score rows -> prediction records (design.md, Predictions); ``rows`` are ``(example index, key)``."""
+
+    def tune_threshold(self, examples: list, rows: list[tuple[int, Any]], scores: torch.Tensor,
+                       relations: RelationMap) -> tuple[float, float]:
+        """``(threshold, dev metric at it)`` chosen on dev examples."""
+
+    def metrics(self, examples: list, records: list[dict[str, Any]], train: list | None = None,
+                **options: Any) -> dict[str, Any]:
+        """The metrics dict of ``records`` against the gold ``examples``."""
+
+    def metric_options(self, long_tail: str | None = None, plot: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of :meth:`metrics` from the user's options (a long-tail file, a PR-curve PNG)."""
+
+    def metrics_train(self, train_examples: list) -> list | None:
+        """The training examples :meth:`metrics` compares against (DocRED's Ign F1), or None."""
+
+    def score_files(self, gold: str | Path, predictions: Sequence[str | Path], train: str | Path | None = None,
+                    relations: str | Path | None = None, long_tail: str | Path | None = None,
+                    plot: str | Path | None = None) -> dict[str, Any]:
+        """``hiere score``: metrics of prediction files against a gold file, no model needed."""
+
+
+def get_task(name: str) -> Task:
     if name not in TASK_MODULES:
         raise HiereConfigError(f"unknown task {name!r}; available: {sorted(TASK_MODULES)}")
     return importlib.import_module(TASK_MODULES[name]).TASK

@@ -17,7 +17,7 @@ import torch
 
 from hiere.data.bags import Bag, iter_json_records, read_bags, read_long_tail
 from hiere.data.relations import NA, RelationMap
-from hiere.errors import HiereInputError
+from hiere.errors import HiereConfigError, HiereInputError
 from hiere.metrics.bag import plot_pr_curves, pr_curve, score_bags
 
 LOGGER = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class BagTask:
     name = "bag"
     primary_metric = "pr_auc"
     unit = "bags"
+    evidence = False  # bags explain with sentence attention, not evidence ids
 
     def read(
         self,
@@ -42,6 +43,11 @@ class BagTask:
             path, relations, mode=mode, require_labels=require_labels, limit=limit, offset=offset
         )
 
+    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None) -> list[Bag]:
+        from hiere.data.bags import parse_bags
+
+        return parse_bags(records, relations=relations)
+
     def relation_ids(self, examples: list[Bag]) -> set[str]:
         return {r for bag in examples for r in bag.relations if r != NA}
 
@@ -53,8 +59,10 @@ class BagTask:
         relations: RelationMap,
         threshold: float = 0.0,
         explanations: list[dict] | None = None,
+        evidence_rule: None = None,
     ) -> list[dict[str, Any]]:
-        """One record per bag and non-NA relation, in row then relation-map order (``threshold`` unused).
+        """One record per bag and non-NA relation, in row then relation-map order (``threshold`` and
+        ``evidence_rule`` unused: bag records are a ranking, and carry attention instead of evidence).
 
         An explanation dict of a row is added to each record of its bag; its optional
         ``"by_relation": {relation: {...}}`` entry goes only to that relation's record.
@@ -102,6 +110,22 @@ class BagTask:
         if plot is not None:
             self.plot(examples, {Path(plot).stem: records}, plot)
         return score_bags(examples, records, tail, order)
+
+    def metric_options(self, long_tail: str | Path | None = None, plot: str | Path | None = None) -> dict[str, Any]:
+        options: dict[str, Any] = {"long_tail": read_long_tail(long_tail) if long_tail else None}
+        if plot:
+            options["plot"] = plot
+        return options
+
+    def metrics_train(self, train_examples: list[Bag]) -> None:
+        return None
+
+    def score_files(self, gold: str | Path, predictions: Sequence[str | Path], train: str | Path | None = None,
+                    relations: str | Path | None = None, long_tail: str | Path | None = None,
+                    plot: str | Path | None = None) -> dict[str, Any]:
+        if train or relations:
+            raise HiereConfigError("--train and --relations are for document-level scoring (--task doc)")
+        return score_files(gold, predictions, long_tail=long_tail, plot=plot)
 
     def plot(self, examples: list[Bag], runs: Mapping[str, list[dict[str, Any]]], path: str | Path) -> None:
         """PR curves of several prediction lists ``{label: records}`` on one PNG."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import torch
 from hiere.data.docred import Document, load_json, read_docred
 from hiere.data.pubtator import is_pubtator, read_pubtator
 from hiere.data.relations import RelationMap
-from hiere.errors import HiereInputError
+from hiere.errors import HiereConfigError, HiereInputError
 from hiere.evidence import DEFAULT_RULE, EvidenceRule, apply_rule
 from hiere.metrics.doc import best_threshold, score_documents
 
@@ -26,6 +26,7 @@ class DocTask:
     name = "doc"
     primary_metric = "f1"
     unit = "documents"
+    evidence = True  # records carry evidence sentence ids; Evi P / R / F1 score them
 
     def read(
         self, path: str | Path, relations: Iterable[str] | None = None, require_labels: bool = False, **slicing: Any
@@ -34,6 +35,11 @@ class DocTask:
         if is_pubtator(path):
             return read_pubtator(path, relations, require_labels=require_labels, **slicing)
         return read_docred(path, relations, require_labels=require_labels, **slicing)
+
+    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None) -> list[Document]:
+        from hiere.data.docred import parse_documents
+
+        return parse_documents(records, relations=relations)
 
     def relation_ids(self, examples: list[Document]) -> set[str]:
         return {fact.r for doc in examples for fact in doc.facts}
@@ -96,6 +102,22 @@ class DocTask:
         if any(doc.source == "pubtator" for doc in examples):
             train = None
         return score_documents(examples, records, train)
+
+    def metric_options(self, long_tail: str | Path | None = None, plot: str | Path | None = None) -> dict[str, Any]:
+        if long_tail or plot:
+            raise HiereConfigError("a long-tail list and a PR-curve plot are for bag models (ranking metrics)")
+        return {}
+
+    def metrics_train(self, train_examples: list[Document]) -> list[Document]:
+        return train_examples
+
+    def score_files(self, gold: str | Path, predictions: Sequence[str | Path], train: str | Path | None = None,
+                    relations: str | Path | None = None, long_tail: str | Path | None = None,
+                    plot: str | Path | None = None) -> dict[str, Any]:
+        if len(predictions) != 1:
+            raise HiereConfigError("document-level scoring takes one predictions file")
+        self.metric_options(long_tail, plot)
+        return score_files(gold, predictions[0], train, relations)
 
 
 def known_relations(

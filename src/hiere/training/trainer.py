@@ -292,8 +292,8 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     metric_name = trainer.metric or task.primary_metric
     tune = model.decision == "global"
     evaluator = Evaluator(model, task, dev_examples, dev_features, trainer.eval_batch_size, precision, device, context)
-    metric_options = {"long_tail": _read_long_tail(get(config, "data.long_tail"))} if model.task == "bag" else {}
-    train_for_ign = train_examples if model.task == "doc" else None
+    metric_options = task.metric_options(long_tail=get(config, "data.long_tail"))
+    train_for_ign = task.metrics_train(train_examples)
     resolved = {**config, "data": dict(config.get("data") or {}), "trainer": trainer.to_dict()}
 
     start_epoch = state["epoch"] + 1
@@ -414,11 +414,4 @@ def _score_test(config: dict, out_dir: Path, task: Any, device: torch.device, tr
     write_json_atomic(out_dir / "test_metrics.json", metrics, indent=1)
     log.info("test: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
 
-
-def _read_long_tail(path: str | None) -> list[str] | None:
-    if not path:
-        return None
-    from hiere.io import read_text_file
-
-    return [line.strip() for line in read_text_file(path, "long-tail relation list").splitlines() if line.strip()]
 

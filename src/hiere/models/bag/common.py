@@ -26,7 +26,7 @@ from torch import nn
 from hiere.data.bags import Bag
 from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
-from hiere.encoders.cnn import CNNEncoder, collate_sentences, sentence_features
+from hiere.encoders.cnn import PADDINGS, CNNEncoder, collate_sentences, sentence_features
 from hiere.encoders.glove import DEFAULT, glove_dim
 from hiere.errors import HiereConfigError
 from hiere.models.base import HiereModel, ModelConfig, Resources
@@ -55,6 +55,7 @@ class BagModelConfig(ModelConfig):
     dropout: float = 0.5  # on the bag representation (keep_prob 0.5)
     sentence_dropout: float = 0.0  # on each sentence vector before aggregation (OpenNRE's encoder: 0.5)
     initialization: str = "xavier"  # xavier (HNRE code) | pytorch (OpenNRE: torch defaults, positions N(0, 1))
+    padding: str = "masked"  # masked (HNRE eqs. 2-3) | opennre (pad to max_length, trained [PAD]; hiere.encoders.cnn)
     training_bags: str = "relation"  # relation (OpenNRE (pair, relation) bags) | pair (pair multi-label)
 
     def __post_init__(self) -> None:
@@ -64,6 +65,8 @@ class BagModelConfig(ModelConfig):
             raise HiereConfigError(
                 f"model.initialization must be one of {INITIALIZATIONS}, got {self.initialization!r}"
             )
+        if self.padding not in PADDINGS:
+            raise HiereConfigError(f"model.padding={self.padding!r}: must be one of {', '.join(PADDINGS)}")
         if self.glove_vocab <= 0 and not self.train_words:
             raise HiereConfigError("model.glove_vocab=0 needs model.train_words=true (the vocabulary would be empty)")
         for key in ("dropout", "sentence_dropout"):
@@ -164,6 +167,7 @@ class BagModel(HiereModel):
             max_length=config.max_length,
             pooling=config.encoder,
             freeze_words=config.freeze_embeddings,
+            padding=config.padding,
         )
         self.dropout = nn.Dropout(config.dropout)
         self.sentence_dropout = nn.Dropout(config.sentence_dropout)

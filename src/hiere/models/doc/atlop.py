@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hiere.data.docred import Document
 from hiere.encoders.transformer import DEFAULT, TransformerEncoder
+from hiere.errors import HiereConfigError
 from hiere.evidence import rows_of_scores, sentence_one_hot, token_sentences
 from hiere.losses import adaptive_threshold_loss, adaptive_threshold_scores, evidence_kl_loss
 from hiere.models.base import HiereModel, ModelConfig, Resources
@@ -45,6 +46,16 @@ class TransformerDocConfig(ModelConfig):
 class ATLOPConfig(TransformerDocConfig):
     emb_size: int = 768  # head/tail extractor size (ATLOP)
     block_size: int = 64  # group size of the grouped bilinear classifier (ATLOP)
+
+    def range_problems(self) -> list[str]:
+        return super().range_problems() + block_problems(self)
+
+
+def block_problems(config: Any) -> list[str]:
+    """The grouped bilinear splits ``emb_size`` into groups of ``block_size``."""
+    if config.block_size and config.emb_size % config.block_size:
+        return [f"model.emb_size={config.emb_size}: must be a multiple of model.block_size={config.block_size}"]
+    return []
 
 
 class TransformerDocModel(HiereModel):
@@ -300,8 +311,8 @@ class ATLOP(TransformerDocModel):
 
     def __init__(self, config: ATLOPConfig, resources: Resources):
         super().__init__(config, resources)
-        if config.emb_size % config.block_size:
-            raise ValueError(f"emb_size {config.emb_size} must be a multiple of block_size {config.block_size}")
+        if block_problems(config):
+            raise HiereConfigError(block_problems(config)[0])
         self.head_extractor = nn.Linear(2 * self.hidden_size, config.emb_size)  # W_s, eq. 8
         self.tail_extractor = nn.Linear(2 * self.hidden_size, config.emb_size)  # W_o, eq. 9
         self.bilinear = nn.Linear(config.emb_size * config.block_size, len(resources.relations))  # W_r, eq. 5

@@ -41,9 +41,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from hiere.errors import HiereConfigError
 from hiere.losses import adaptive_threshold_loss, adaptive_threshold_scores, binary_focal_loss
 from hiere.models.base import Resources
-from hiere.models.doc.atlop import TransformerDocConfig, TransformerDocModel, grouped_bilinear
+from hiere.models.doc.atlop import TransformerDocConfig, TransformerDocModel, block_problems, grouped_bilinear
 
 FUSIONS = ("key", "mean")
 EXTRACTORS = ("linear", "bilinear")
@@ -67,6 +68,14 @@ class KMGREConfig(TransformerDocConfig):
     emb_size: int = 768  # bilinear extractor only
     block_size: int = 64  # bilinear extractor only
 
+    def range_problems(self) -> list[str]:
+        problems = super().range_problems()
+        if self.fusion not in FUSIONS:
+            problems.append(f"model.fusion={self.fusion!r}: must be one of {', '.join(FUSIONS)}")
+        if self.extractor not in EXTRACTORS:
+            problems.append(f"model.extractor={self.extractor!r}: must be one of {', '.join(EXTRACTORS)}")
+        return problems + (block_problems(self) if self.extractor == "bilinear" else [])
+
 
 class KMGRE(TransformerDocModel):
     name = "kmgre"
@@ -74,10 +83,9 @@ class KMGRE(TransformerDocModel):
 
     def __init__(self, config: KMGREConfig, resources: Resources):
         super().__init__(config, resources)
-        if config.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {config.fusion!r}")
-        if config.extractor not in EXTRACTORS:
-            raise ValueError(f"extractor must be one of {EXTRACTORS}, got {config.extractor!r}")
+        problems = config.range_problems()
+        if problems:
+            raise HiereConfigError("; ".join(problems))
         n_relations, hidden = len(resources.relations), self.hidden_size
         if config.extractor == "linear":
             self.relation_classifier = nn.Linear(3 * hidden, n_relations)  # w_c, b_c: p_θ(y_c | m_i, m_j)
