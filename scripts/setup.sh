@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (once) and install hiere with its test tools and the serve extra (FastAPI, uvicorn). Safe to run again: it reinstalls only
+# Create .venv (once) and install hiere with its test tools, the serve extra (FastAPI, uvicorn) and the ray extra (Ray Data,
+# for --engine ray and tests/test_scale_ray.py). Safe to run again: it reinstalls only
 # when pyproject.toml changed. torch is pinned to the CPU build 2.13.0 (an unpinned torch pulls a
 # multi-GB CUDA build); set HIERE_TORCH to choose another spec, e.g. HIERE_TORCH="torch==2.13.0+cu121".
 set -euo pipefail
@@ -15,6 +16,6 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet "${HIERE_TORCH:-torch==2.13.0}"
-  .venv/bin/python -m pip install --quiet -e ".[test,serve]"
+  .venv/bin/python -m pip install --quiet -e ".[test,serve,ray]"
   echo "$want" > "$stamp"
 fi

@@ -29,6 +29,8 @@ hiere: hierarchical relation extraction (HNRE, HiCLRE, HIN, KMGRE and baselines)
   hiere predict runs/bilstm DOCS.json -o pred.json                   predictions file
   hiere score GOLD.json pred.json --train TRAIN.json                 metrics of a predictions file
   hiere extract runs/bilstm --text "Marie Curie was born in Warsaw." raw text -> triples
+  hiere extract runs/bilstm 'corpus/*.jsonl' -o out/ --engine ray      corpus scale: shards, resumable (docs/scale.md)
+  hiere predict runs/bilstm 'docs/*.json' -o out/ --engine local       the same for predictions
   hiere serve runs/bilstm --port 8000                                HTTP API + web page (pip install 'hiere[serve]')
   hiere demo                                                         train + evaluate + extract on the bundled sample
 """
@@ -106,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predictions for a file (DocRED submission / bag ranking JSON)")
     predict.add_argument("model_dir")
-    predict.add_argument("input", help="DocRED JSON (documents) or OpenNRE jsonl (bags); labels not needed")
-    predict.add_argument("-o", "--output", required=True, help="where to write the predictions JSON")
+    predict.add_argument("input", nargs="+", metavar="INPUT",
+                         help="DocRED JSON (documents) or OpenNRE jsonl (bags); labels not needed. With --engine: "
+                         "several files and globs, and JSONL with one DocRED document a line")
+    predict.add_argument("-o", "--output", required=True, metavar="OUT",
+                         help="where to write the predictions JSON; with --engine: the output directory (one "
+                         "prediction record a line in shards, see 'corpus scale' below)")
     predict.add_argument("--no-explain", action="store_true", help="leave out attention/key-pair explanations")
     predict.add_argument("--device", type=device_name, default="auto", help=DEVICE_HELP)
     predict.add_argument("--evidence-top-k", type=non_negative_int, default=None, metavar="K",
@@ -115,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "default: the model's evidence_top_k, 3)")
     predict.add_argument("--evidence-min-score", type=float, default=None, metavar="S",
                          help="document models: only sentences whose evidence score is >= S (choose S on dev)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    from hiere.scale import SCALE_HELP, add_scale_arguments
+
+    predict.epilog = SCALE_HELP.replace("(-o OUT_DIR)", "(--engine local|ray -o OUT_DIR)")
+    add_scale_arguments(predict, when="with --engine local|ray -o OUT_DIR")
 
     score = commands.add_parser(
         "score", help="metrics of a predictions file against gold (no model needed)",
@@ -161,7 +172,7 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     try:
         from hiere.extract import add_extract_arguments as add
     except ImportError:  # the extract module brings spaCy; keep the rest of the CLI usable without it
-        parser.add_argument("input", nargs="?")
+        parser.add_argument("input", nargs="*")
         parser.add_argument("--text")
         return
     add(parser)
@@ -201,10 +212,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from hiere.api import load
     from hiere.io import check_output_file, write_json_atomic
+    from hiere.scale import run_scale, scale_requested
 
+    if scale_requested(args):
+        return run_scale(args, "predict", {"no_explain": args.no_explain, "evidence_top_k": args.evidence_top_k,
+                                           "evidence_min_score": args.evidence_min_score})
+    if len(args.input) > 1:
+        raise HiereInputError(None, None, None, f"{len(args.input)} INPUT files: give --engine local -o OUT_DIR to "
+                              "write their predictions as shards (without --engine: one file -> one JSON)")
+    args.input = args.input[0]
     check_output_file(args.output)
     predictor = load(args.model_dir, args.device)
-    records = predictor.predict(args.input, explain=not args.no_explain, progress=sys.stderr.isatty(),
+    progress = sys.stderr.isatty() and not args.no_progress
+    records = predictor.predict(args.input, explain=not args.no_explain, progress=progress,
                                 evidence_top_k=args.evidence_top_k, evidence_min_score=args.evidence_min_score)
     write_json_atomic(args.output, records)
     print(f"{len(records)} predictions -> {args.output}", file=sys.stderr)

@@ -10,6 +10,8 @@ class HiereInputError(ValueError):
     "dev.json: document 3 ('Paris'), field vertexSet[1][0].pos: span [4, 9) ..."
     """
 
+    input_index: int | None = None  # set by :func:`hiere.extract.extract` on a skipped text: its position in the input
+
     def __init__(self, path: str | None, record: str | None, field: str | None, message: str):
         self.path, self.record, self.field, self.message = path, record, field, message
         where = [str(path)] if path else []

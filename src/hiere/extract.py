@@ -263,8 +263,9 @@ def extract(
     gives ``[]``. Odd characters are replaced (:func:`hiere.text.pipeline.clean_text`). Binary or
     non-English input raises :class:`HiereInputError` after the results of the texts before it have
     been yielded; with ``skip_errors`` the text gives ``[]`` and the error goes to ``on_error`` (default:
-    a logged warning). Document models see about ``batch_size`` model windows per call (a short text is
-    one window; a long text's windows are never split across calls); only one batch is held in memory.
+    a logged warning) with ``error.input_index`` set to the text's position in ``texts``. Document models
+    see about ``batch_size`` model windows per call (a short text is one window; a long text's windows
+    are never split across calls); only one batch is held in memory.
     A document longer than ``window_tokens`` is read by the model in overlapping windows
     (:func:`document_windows`); a triple found in several windows keeps its best score.
 
@@ -296,6 +297,7 @@ def extract(
             if not isinstance(result, HiereInputError):
                 merged[part.index].append(result)
             elif skip_errors:
+                result.input_index = part.index
                 report(result)
             elif failure is None:
                 failure = (part.index, result)
@@ -327,6 +329,7 @@ def extract(
                     yield from finished(index)
         except HiereInputError as error:
             if skip_errors:
+                error.input_index = index
                 report(error)
             else:
                 failure = flush() or (index, error)
@@ -486,6 +489,14 @@ def extract_text(
 # ----------------------------------------------------------------------------------------------- inputs
 
 
+def resolve_input_format(path: str | Path, input_format: str = "auto") -> str:
+    """``lines``, ``jsonl`` or ``json``; ``auto`` goes by the extension (``.jsonl``, ``.json``, else lines)."""
+    if input_format != "auto":
+        return input_format
+    name = str(path)
+    return "jsonl" if name.endswith(".jsonl") else "json" if name.endswith(".json") else "lines"
+
+
 def iter_documents(
     path: str | Path, input_format: str = "auto", on_error: Callable[[HiereInputError], None] | None = None
 ) -> Iterator[str | dict[str, Any]]:
@@ -498,8 +509,7 @@ def iter_documents(
     ``on_error`` is passed to it and skipped, and reading goes on.
     """
     name = str(path)
-    if input_format == "auto":
-        input_format = "jsonl" if name.endswith(".jsonl") else "json" if name.endswith(".json") else "lines"
+    input_format = resolve_input_format(path, input_format)
     if name != "-" and not Path(path).is_file():
         problem = "is a directory, expected a file of documents" if Path(path).is_dir() else "file does not exist"
         raise HiereInputError(name, None, None, problem)
@@ -516,19 +526,24 @@ def _read_documents(
     for line_number, line in _decoded_lines(path):
         if not line.strip():
             continue
-        where = f"line {line_number}"
-        if input_format == "lines":
-            yield {"text": line, "title": where}
-            continue
         try:
-            record = _as_record(_check_item(parse_json(line, name, where), name, where))
+            yield document_from_line(line, line_number, name, input_format)
         except HiereInputError as error:
             if on_error is None:
                 raise
             on_error(error)
-            continue
-        record.setdefault("title", where)
-        yield record
+
+
+def document_from_line(line: str, line_number: int, source: str, input_format: str) -> dict[str, Any]:
+    """One non-blank line of a ``lines`` or ``jsonl`` file -> ``{"text", "title", "entities"?}`` (the title
+    defaults to ``"line N"``); malformed JSON or a record without a ``text`` string raises
+    :class:`HiereInputError` naming the line."""
+    where = f"line {line_number}"
+    if input_format == "lines":
+        return {"text": line, "title": where}
+    record = _as_record(check_item(parse_json(line, source, where), source, where))
+    record.setdefault("title", where)
+    return record
 
 
 def _decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
@@ -545,16 +560,22 @@ def _decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     else:
         handle = open(path, "rb")  # noqa: SIM115 (closed below; a generator)
     try:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]  # a UTF-8 byte order mark
-            line, replaced = decode_text(raw.rstrip(b"\r\n"))
-            if replaced and binary_problem(line) is None:  # binary lines are reported when skipped
-                LOGGER.warning("%s: line %d: %d byte(s) that are not UTF-8 read as U+FFFD", name, number, replaced)
-            yield number, line
+        yield from decode_lines(handle, name)
     finally:
         if handle is not getattr(sys.stdin, "buffer", None):
             handle.close()
+
+
+def decode_lines(raw_lines: Iterable[bytes], source: str, first_line: int = 1) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of raw lines numbered from ``first_line``: UTF-8 with U+FFFD for bad bytes
+    (a warning names the line), the line end and a byte order mark on line 1 removed."""
+    for number, raw in enumerate(raw_lines, start=first_line):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte order mark
+        line, replaced = decode_text(raw.rstrip(b"\r\n"))
+        if replaced and binary_problem(line) is None:  # binary lines are reported when skipped
+            LOGGER.warning("%s: line %d: %d byte(s) that are not UTF-8 read as U+FFFD", source, number, replaced)
+        yield number, line
 
 
 def _read_json_list(path: str | Path, on_error: Callable[[HiereInputError], None] | None
@@ -565,7 +586,7 @@ def _read_json_list(path: str | Path, on_error: Callable[[HiereInputError], None
     items = raw if isinstance(raw, list) else [raw]
     for index, item in enumerate(items):
         try:
-            yield _check_item(item, name, f"document {index + 1}")
+            yield check_item(item, name, f"document {index + 1}")
         except HiereInputError as error:
             if on_error is None:
                 raise
@@ -576,7 +597,8 @@ def _as_record(item: str | dict[str, Any]) -> dict[str, Any]:
     return {"text": item} if isinstance(item, str) else dict(item)
 
 
-def _check_item(item: Any, source: str, record: str) -> str | dict[str, Any]:
+def check_item(item: Any, source: str, record: str) -> str | dict[str, Any]:
+    """A document of a file: a string or an object with a ``text`` string, else :class:`HiereInputError`."""
     if isinstance(item, str):
         return item
     if not isinstance(item, dict) or not isinstance(item.get("text"), str):
@@ -587,8 +609,7 @@ def _check_item(item: Any, source: str, record: str) -> str | dict[str, Any]:
 def count_characters(path: str | Path, input_format: str = "auto") -> int | None:
     """Characters of text in a ``lines`` file (a cheap pass for the progress bar), else ``None``."""
     name = str(path)
-    if input_format == "auto":
-        input_format = "jsonl" if name.endswith(".jsonl") else "json" if name.endswith(".json") else "lines"
+    input_format = resolve_input_format(path, input_format)
     if name == "-" or input_format != "lines":
         return None
     try:
@@ -637,9 +658,13 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         "longer than --max-chars are read in parts (see docs/extract.md)."
     )
     parser.add_argument(
-        "input", nargs="?", help="file of documents: one text a line, or .jsonl records "
-        "{text, title?, entities?}, or a .json list of those; '-' reads standard input"
+        "input", nargs="*", metavar="INPUT", help="file of documents: one text a line, or .jsonl records "
+        "{text, title?, entities?}, or a .json list of those; '-' reads standard input. With -o OUT_DIR: "
+        "several files and globs ('corpus/*.jsonl')"
     )
+    parser.add_argument("-o", "--output", default=None, metavar="OUT_DIR",
+                        help="write sharded JSON lines to this directory, one {file, line, doc, triples} record "
+                        "per document, resumable (see 'corpus scale' below); default: triples on stdout")
     parser.add_argument("--text", help="the text to read (instead of FILE)")
     parser.add_argument("--entities", help="JSON file: a list of {start, end, type?, cluster?} character "
                         "spans that replace spaCy's entities (with --text; in .jsonl give each record "
@@ -666,6 +691,10 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (shown for files when stderr is a terminal; counts characters)")
     parser.add_argument("--device", type=device_name, default="auto", help=DEVICE_HELP)
+    from hiere.scale import SCALE_HELP, add_scale_arguments
+
+    parser.epilog = SCALE_HELP
+    add_scale_arguments(parser)
 
 
 def run_extract(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -683,7 +712,28 @@ def run_extract(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _run_extract(args: argparse.Namespace, out: TextIO) -> int:
-    text, path = getattr(args, "text", None), getattr(args, "input", None)
+    text, paths = getattr(args, "text", None), getattr(args, "input", None)
+    paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
+    if getattr(args, "output", None) is not None or getattr(args, "engine", None) is not None:
+        if text is not None or getattr(args, "entities", None):
+            raise HiereInputError(None, None, None, "--text and --entities print triples of one text; -o OUT_DIR and "
+                                  "--engine read INPUT files (give each .jsonl record an 'entities' list)")
+        if getattr(args, "format", "jsonl") != "jsonl":
+            raise HiereInputError(None, None, None, "--format table prints to stdout; -o OUT_DIR writes JSON lines")
+        from hiere.scale import run_scale
+
+        options = {
+            "threshold": getattr(args, "threshold", None), "batch_size": getattr(args, "batch_size", 8),
+            "window_tokens": getattr(args, "window_tokens", DEFAULT_WINDOW_TOKENS),
+            "max_chars": getattr(args, "max_chars", DEFAULT_MAX_CHARS),
+            "check_english": not getattr(args, "no_language_check", False),
+        }
+        args.input = paths
+        return run_scale(args, "extract", options)
+    if len(paths) > 1:
+        raise HiereInputError(None, None, None, f"{len(paths)} INPUT files: give -o OUT_DIR to write them as shards "
+                              "(one file at a time prints to stdout)")
+    path = paths[0] if paths else None
     if (text is None) == (path is None):
         raise HiereInputError(None, None, None, "give either --text TEXT or a FILE of documents (not both)")
     entities_path = getattr(args, "entities", None)

@@ -12,10 +12,12 @@ the same file once its process is gone.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,12 @@ def check_output_file(path: str | Path) -> None:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    write_chunks_atomic(path, [data])
+
+
+def write_chunks_atomic(path: str | Path, chunks: Iterable[bytes]) -> None:
+    """Write the concatenation of ``chunks`` to ``path`` atomically (temp file + rename), one chunk in memory
+    at a time."""
     path = Path(path)
     check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +97,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     try:
         os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
+            for chunk in chunks:
+                out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temp, path)
@@ -158,3 +167,99 @@ def dumps_json(obj: Any, indent: int | None = None) -> str:
 
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = None) -> None:
     write_text_atomic(path, dumps_json(obj, indent) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------- streaming JSON
+
+JSON_CHUNK_BYTES = 1 << 20
+_JSON_DECODER = json.JSONDecoder()
+_WHITESPACE = " \t\r\n"
+
+
+def iter_json_list(handle: Any, source: str, offset: int = 0, line: int = 1, inside: bool = False
+                   ) -> Iterator[tuple[int, int, int, Any]]:
+    """Stream the items of a JSON list from a binary file handle, one at a time (memory does not grow with
+    the number of items) -> ``(start byte, end byte, line, item)`` per item, offsets from the handle's start
+    plus ``offset`` and lines counted from ``line``.
+
+    ``inside=False``: the handle holds a whole file, ``[item, item, ...]`` (a file holding one value that is
+    not a list gives that value as its only item). ``inside=True``: it holds a slice cut between items,
+    ``item, item`` (what :func:`iter_json_list` reported for some run of items). Bytes that are not UTF-8
+    stay as lone surrogates (``surrogateescape``), so byte offsets are exact; malformed JSON raises
+    :class:`HiereInputError` naming the line.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    buffer, at_eof = "", False
+
+    def more() -> bool:
+        nonlocal buffer, at_eof
+        if at_eof:
+            return False
+        chunk = handle.read(JSON_CHUNK_BYTES)
+        buffer += decoder.decode(chunk, final=not chunk)
+        at_eof = not chunk
+        return True
+
+    def consume(count: int) -> None:
+        nonlocal buffer, offset, line
+        offset += len(buffer[:count].encode("utf-8", "surrogateescape"))
+        line += buffer.count("\n", 0, count)
+        buffer = buffer[count:]
+
+    def skip_whitespace() -> str:
+        """The next character that is not whitespace ('' at the end)."""
+        while True:
+            stripped = len(buffer) - len(buffer.lstrip(_WHITESPACE))
+            consume(stripped)
+            if buffer or not more():
+                return buffer[:1]
+
+    def malformed(message: str, at_line: int | None = None) -> HiereInputError:
+        return HiereInputError(source, f"line {at_line or line}", None, f"malformed JSON list: {message}")
+
+    more()
+    if not inside:
+        if buffer.startswith("\ufeff"):
+            consume(1)
+        first = skip_whitespace()
+        if first != "[":  # one value, not a list: the file's only item
+            while more():
+                pass
+            start, start_line = offset, line
+            text = buffer.rstrip(_WHITESPACE)
+            value = parse_json(text, source)
+            yield start, start + len(text.encode("utf-8", "surrogateescape")), start_line, value
+            return
+        consume(1)
+    expect_comma = False
+    while True:
+        char = skip_whitespace()
+        if char == "":
+            if inside:
+                return
+            raise malformed("the file ends before the list's closing ']'")
+        if char == "]" and not inside:
+            consume(1)
+            if skip_whitespace():
+                raise malformed("more data after the list's closing ']'")
+            return
+        if expect_comma:
+            if char != ",":
+                raise malformed(f"expected ',' or ']' between items, found {char!r}")
+            consume(1)
+            char = skip_whitespace()
+        while True:
+            try:
+                value, end = _JSON_DECODER.raw_decode(buffer)
+            except json.JSONDecodeError as error:
+                if more():
+                    continue
+                raise malformed(error.msg.lower(), line + error.lineno - 1) from None
+            except RecursionError:
+                raise malformed("nested too deeply to be read") from None
+            if end < len(buffer) or not more():  # a number may go on in the next chunk
+                break
+        start, start_line = offset, line
+        consume(end)
+        yield start, offset, start_line, value
+        expect_comma = True
