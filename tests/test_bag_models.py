@@ -338,7 +338,7 @@ def test_resources_round_trip(tmp_path, train_bags, pair_bags, relations):
 def test_bad_config_values(train_bags, relations):
     from hiere.errors import HiereConfigError
 
-    with pytest.raises(HiereConfigError, match="encoder must be cnn or pcnn"):
+    with pytest.raises(HiereConfigError, match="encoder must be one of cnn, pcnn, transformer"):
         get_model_class("hnre").Config.from_dict({"encoder": "lstm"})
     with pytest.raises(HiereConfigError, match="aggregation"):
         get_model_class("pcnn_att").Config.from_dict({"aggregation": "max"})
@@ -580,3 +580,47 @@ def test_an_unknown_padding_is_a_config_error():
 
     with pytest.raises(HiereConfigError, match="model.padding='zero': must be one of masked, opennre"):
         AttConfig.from_dict({"padding": "zero"})
+
+
+def test_hnre_reads_sentences_through_a_transformer_encoder(train_bags, relations, tmp_path):
+    """A bag head takes any sentence encoder: HNRE's hierarchical attention over MiniLM sentence vectors."""
+    import hiere
+    from hiere.config import resolve
+    from hiere.training.trainer import train
+
+    model = build("hnre", train_bags, relations, encoder="transformer", max_length=32, max_bag_sentences=2)
+    assert model.encoder.output_size == model.encoder.hidden_size
+    assert model.level_queries[0].shape[1] == model.encoder.hidden_size
+    bags = multi_sentence(train_bags, 3)
+    model.train()
+    batch = batch_of(model, bags)
+    assert batch["input_ids"].shape[0] == sum(min(bag.size, 2) for bag in bags)  # sampled to 2 per bag
+    output = model(batch)
+    output["loss"].backward()
+    assert model.encoder.transformer.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    assert model.encoder.W_S.weight.grad.abs().sum() > 0 and model.level_queries[0].grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        scores = model(batch_of(model, bags))["scores"]  # every sentence at inference
+    assert scores.shape == (3, len(relations))
+
+    config = resolve({
+        "model": {"name": "hnre", "encoder": "transformer", "max_length": 32, "max_bag_sentences": 2},
+        "data": {"train": str(NYT10 / "nyt10sub_train90.txt"), "train_slice": [0, 12],
+                 "relations": str(NYT10 / "nyt10_rel2id.json")},
+        "trainer": {"epochs": 1, "max_steps": 1, "batch_size": 4, "progress": False, "device": "cpu",
+                    "encoder_lr": 2e-5},
+    })
+    model_dir = train(config, tmp_path / "hnre_transformer")
+    assert (model_dir / "encoder").is_dir()  # the tokenizer and model config travel with the weights
+    loaded = hiere.load(model_dir, device="cpu")
+    records = loaded.predict(bags[:1])
+    assert len(records) == len(relations) - 1 and "attention" in records[0]
+
+
+def test_hnre_warm_start_needs_a_cnn_encoder(train_bags, relations, tmp_path):
+    from hiere.errors import HiereConfigError
+
+    model = build("hnre", train_bags, relations, encoder="transformer", max_length=32, init_from=str(tmp_path))
+    with pytest.raises(HiereConfigError, match="copies CNN/PCNN weights"):
+        model.init_pretrained()

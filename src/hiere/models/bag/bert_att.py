@@ -44,6 +44,7 @@ from hiere.models.bag.common import (
     all_query_attention,
     attention_explanations,
     bag_membership,
+    sample_bag_sentences,
     selective_attention,
     training_groups,
 )
@@ -146,29 +147,12 @@ class BertAtt(HiereModel):
         }
 
     def sample_sentences(self, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """In training, bags above ``max_bag_sentences`` -> a random subset of their sentences (torch's
-        generator, so seeded and restored by ``--resume``); ``sentence_index`` keeps the original positions."""
+        """In training, bags above ``max_bag_sentences`` -> a random subset of their sentences
+        (:func:`~hiere.models.bag.common.sample_bag_sentences`; ``bag_sampling: fixed`` fills smaller bags up)."""
         cap = self.config.max_bag_sentences
         if not self.training or cap == 0:
             return features
-        sampled = []
-        fixed = self.config.bag_sampling == "fixed"
-        for feature in features:
-            if len(feature["sentences"]) == cap or (len(feature["sentences"]) < cap and not fixed):
-                sampled.append(feature)
-                continue
-            keep = torch.randperm(len(feature["sentences"]))[:cap].sort().values.tolist()
-            if fixed and len(keep) < cap:  # OpenNRE's bag_size: draw the bag's sentences again up to the size
-                keep += torch.randint(len(feature["sentences"]), (cap - len(keep),)).tolist()
-            sampled.append(
-                {
-                    **feature,
-                    "sentences": [feature["sentences"][i] for i in keep],
-                    "sentence_labels": [feature["sentence_labels"][i] for i in keep],
-                    "sentence_index": keep,
-                }
-            )
-        return sampled
+        return sample_bag_sentences(features, cap, fixed=self.config.bag_sampling == "fixed")
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         return self.collate_sampled(self.sample_sentences(features))

@@ -26,13 +26,16 @@ from torch import nn
 from hiere.data.bags import Bag
 from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
-from hiere.encoders.cnn import PADDINGS, CNNEncoder, collate_sentences, sentence_features
+from hiere.encoders.cnn import PADDINGS
 from hiere.encoders.glove import DEFAULT, glove_dim
+from hiere.encoders.sentence import SENTENCE_POOLINGS, CNNSentenceEncoder, TransformerSentenceEncoder
+from hiere.encoders.transformer import DEFAULT as TRANSFORMER_DEFAULT
 from hiere.errors import HiereConfigError
 from hiere.models.base import HiereModel, ModelConfig, Resources
 from hiere.models.layers import masked_softmax
 
 TRAINING_BAGS = ("relation", "pair")
+SENTENCE_ENCODERS = ("cnn", "pcnn", "transformer")
 INITIALIZATIONS = ("xavier", "pytorch")
 
 
@@ -41,7 +44,7 @@ class BagModelConfig(ModelConfig):
     """Sentence encoder and bag settings shared by the CNN/PCNN bag models (HNRE / OpenNRE defaults)."""
 
     zero_allowed: ClassVar[frozenset[str]] = frozenset({"glove_vocab"})  # 0 means none / off
-    encoder: str = "pcnn"  # cnn | pcnn
+    encoder: str = "pcnn"  # cnn | pcnn | transformer (hiere.encoders.sentence)
     glove: str = DEFAULT  # "default" (GloVe 6B 50d package) or a GloVe text file
     glove_vocab: int = 400_000  # most frequent GloVe words in the vocabulary (GloVe 6B has 400k; 0: none)
     train_words: bool = False  # also give training words missing from GloVe their own vector (see below)
@@ -57,10 +60,19 @@ class BagModelConfig(ModelConfig):
     initialization: str = "xavier"  # xavier (HNRE code) | pytorch (OpenNRE: torch defaults, positions N(0, 1))
     padding: str = "masked"  # masked (HNRE eqs. 2-3) | opennre (pad to max_length, trained [PAD]; hiere.encoders.cnn)
     training_bags: str = "relation"  # relation (OpenNRE (pair, relation) bags) | pair (pair multi-label)
+    # encoder: transformer only (max_length then counts subwords, [CLS]/[SEP] included)
+    transformer: str = TRANSFORMER_DEFAULT  # "default" (all-MiniLM-L6-v2 package) or a local Hugging Face folder
+    pooling: str = "paper"  # paper (Li et al. 2022 eq. 2) | entity_start (OpenNRE's BERTEntityEncoder)
+    entity_markers: bool = False  # "*" around both entities (paper pooling)
+    # training bags above this many sentences are read through a fresh random sample of it (0: all sentences);
+    # a transformer reads every sentence of a bag in one step, and one NYT10 bag has 1,010 of them
+    max_bag_sentences: int = 0
 
     def __post_init__(self) -> None:
-        if self.encoder not in ("cnn", "pcnn"):
-            raise HiereConfigError(f"model.encoder must be cnn or pcnn, got {self.encoder!r}")
+        if self.encoder not in SENTENCE_ENCODERS:
+            raise HiereConfigError(f"model.encoder must be one of {', '.join(SENTENCE_ENCODERS)}, got {self.encoder!r}")
+        if self.pooling not in SENTENCE_POOLINGS:
+            raise HiereConfigError(f"model.pooling={self.pooling!r}: must be one of {', '.join(SENTENCE_POOLINGS)}")
         if self.initialization not in INITIALIZATIONS:
             raise HiereConfigError(
                 f"model.initialization must be one of {INITIALIZATIONS}, got {self.initialization!r}"
@@ -158,17 +170,23 @@ class BagModel(HiereModel):
 
     def __init__(self, config: BagModelConfig, resources: Resources):
         super().__init__(config, resources)
-        self.encoder = CNNEncoder(
-            len(resources.vocabs["words"]),
-            word_dim=resources.extra["word_dim"],
-            position_dim=config.position_dim,
-            hidden=config.hidden,
-            window=config.window,
-            max_length=config.max_length,
-            pooling=config.encoder,
-            freeze_words=config.freeze_embeddings,
-            padding=config.padding,
-        )
+        self.encoder: CNNSentenceEncoder | TransformerSentenceEncoder
+        if config.encoder == "transformer":
+            self.encoder = TransformerSentenceEncoder(config.transformer, resources.model_dir, config.max_length,
+                                                      config.pooling, config.entity_markers)
+        else:
+            self.encoder = CNNSentenceEncoder(
+                resources.vocabs["words"],
+                config.glove,
+                word_dim=resources.extra["word_dim"],
+                position_dim=config.position_dim,
+                hidden=config.hidden,
+                window=config.window,
+                max_length=config.max_length,
+                pooling=config.encoder,
+                freeze_words=config.freeze_embeddings,
+                padding=config.padding,
+            )
         self.dropout = nn.Dropout(config.dropout)
         self.sentence_dropout = nn.Dropout(config.sentence_dropout)
 
@@ -176,6 +194,8 @@ class BagModel(HiereModel):
     def build_resources(
         cls, config: BagModelConfig, train_examples: list[Bag], relations: RelationMap
     ) -> Resources:
+        if config.encoder == "transformer":  # its tokenizer is saved with the weights (save_assets)
+            return Resources(relations)
         token_lists = (sentence.tokens for bag in train_examples for sentence in bag.sentences)
         if not config.train_words:  # OpenNRE: GloVe words only, so the shared <unk> vector is trained
             token_lists = ()
@@ -186,20 +206,21 @@ class BagModel(HiereModel):
 
     def reset_parameters(self) -> None:
         """``initialization: xavier``: Xavier for every matrix but the word vectors, zero biases (the HNRE
-        code). ``pytorch``: PyTorch's defaults as built, position embeddings N(0, 1) (OpenNRE)."""
-        if self.config.initialization == "pytorch":
+        code). ``pytorch``: PyTorch's defaults as built, position embeddings N(0, 1) (OpenNRE). A pretrained
+        transformer encoder keeps its own weights either way."""
+        cnn = isinstance(self.encoder, CNNSentenceEncoder)
+        if self.config.initialization == "xavier":
+            for name, parameter in self.named_parameters():
+                if name.startswith("encoder.") and not cnn:
+                    continue
+                if parameter.dim() > 1 and "word_embedding" not in name:
+                    nn.init.xavier_uniform_(parameter)
+                elif parameter.dim() == 1:
+                    nn.init.zeros_(parameter)
+        if cnn:
             for embedding in (self.encoder.pos_head_embedding, self.encoder.pos_tail_embedding):
                 with torch.no_grad():
                     embedding.weight[0].zero_()
-            return
-        for name, parameter in self.named_parameters():
-            if parameter.dim() > 1 and "word_embedding" not in name:
-                nn.init.xavier_uniform_(parameter)
-            elif parameter.dim() == 1:
-                nn.init.zeros_(parameter)
-        for embedding in (self.encoder.pos_head_embedding, self.encoder.pos_tail_embedding):
-            with torch.no_grad():
-                embedding.weight[0].zero_()
 
     @classmethod
     def training_read_options(cls, config: BagModelConfig) -> dict[str, Any]:
@@ -207,25 +228,29 @@ class BagModel(HiereModel):
         return {"mode": "pair_relation" if config.training_bags == "relation" else "pair"}
 
     def init_pretrained(self) -> None:
-        self.encoder.word_embedding.load_pretrained(self.resources.vocabs["words"], self.config.glove)
+        self.encoder.init_pretrained()
+
+    def save_assets(self, model_dir: Path) -> None:
+        self.encoder.save_assets(model_dir)
 
     def featurize(self, example: Bag) -> dict[str, Any]:
-        words = self.resources.vocabs["words"]
         relations = self.relations
         return {
-            "sentences": [sentence_features(s, words, self.config.max_length) for s in example.sentences],
+            "sentences": [self.encoder.featurize_sentence(s) for s in example.sentences],
             "sentence_labels": [relations[s.relation] for s in example.sentences],
             "bag_labels": example.relation_indices(relations),
         }
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.training and self.config.max_bag_sentences:
+            features = sample_bag_sentences(features, self.config.max_bag_sentences)
         flat = [sentence for f in features for sentence in f["sentences"]]
         sizes = [len(f["sentences"]) for f in features]
         bag_labels = torch.zeros(len(features), len(self.relations))
         for row, feature in enumerate(features):
             bag_labels[row, feature["bag_labels"]] = 1.0
         return {
-            **collate_sentences(flat),  # (n_sent, seq) each
+            **self.encoder.collate_sentences(flat),  # (n_sent, seq) each
             "sentence_bag": torch.repeat_interleave(
                 torch.arange(len(features)), torch.tensor(sizes)
             ),  # (n_sent,)
@@ -246,7 +271,7 @@ class BagModel(HiereModel):
         raise NotImplementedError
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        sentences = self.sentence_dropout(self.encoder(batch))  # (n_sent, hidden)
+        sentences = self.sentence_dropout(self.encoder.encode_sentences(batch))  # (n_sent, hidden)
         n_bags = batch["bag_labels"].shape[0]
         if self.training:
             membership, labels, bag_rows = training_groups(batch, self.config.training_bags)
@@ -261,6 +286,27 @@ class BagModel(HiereModel):
         if explanations is not None:
             output["explanations"] = explanations
         return output
+
+
+def sample_bag_sentences(features: list[dict[str, Any]], cap: int, fixed: bool = False) -> list[dict[str, Any]]:
+    """Training bags above ``cap`` sentences -> a random subset of ``cap`` of them (torch's generator, so seeded
+    and restored by ``--resume``); ``fixed``: smaller bags are filled up to ``cap`` by drawing their sentences
+    again (OpenNRE's ``bag_size``). ``sentence_index`` keeps the original positions."""
+    sampled = []
+    for feature in features:
+        if len(feature["sentences"]) == cap or (len(feature["sentences"]) < cap and not fixed):
+            sampled.append(feature)
+            continue
+        keep = torch.randperm(len(feature["sentences"]))[:cap].sort().values.tolist()
+        if fixed and len(keep) < cap:
+            keep += torch.randint(len(feature["sentences"]), (cap - len(keep),)).tolist()
+        sampled.append({
+            **feature,
+            "sentences": [feature["sentences"][i] for i in keep],
+            "sentence_labels": [feature["sentence_labels"][i] for i in keep],
+            "sentence_index": keep,
+        })
+    return sampled
 
 
 def attention_explanations(

@@ -149,6 +149,9 @@ def warm_start(model: HNRE, source_dir: str | Path) -> dict[str, int]:
     from hiere.training.checkpoint import load_model_dir  # a model directory loader; imported late (cycle)
 
     source_path = Path(source_dir)
+    if model.config.encoder == "transformer":
+        raise HiereConfigError("model.init_from: the warm start copies CNN/PCNN weights; this HNRE has "
+                               "model.encoder=transformer (its transformer starts from the pretrained weights)")
     if not source_path.is_dir():
         raise HiereConfigError(f"model.init_from: {source_dir} is not a directory (a trained hiere bag model)")
     source, _, _ = load_model_dir(source_path)
