@@ -470,7 +470,7 @@ def test_two_training_steps_through_the_trainer(tmp_path, name):
 
 
 def saved(model, folder: Path) -> Path:
-    from hiere.training.checkpoint import save_model_dir
+    from hiere.models.directory import save_model_dir
 
     save_model_dir(model, {"model": {"name": model.name, **model.config.to_dict()}}, 0.5, folder)
     return folder
@@ -530,7 +530,7 @@ def test_hnre_warm_start_errors_name_the_setting(tmp_path, train_bags, relations
 def test_hnre_init_from_through_the_trainer(tmp_path):
     """``model.init_from`` in a config: the new run starts from the trained model's weights, logged."""
     from hiere.config import resolve
-    from hiere.training.checkpoint import load_model_dir
+    from hiere.models.directory import load_model_dir
     from hiere.training.trainer import train
 
     def config(name: str, **model):

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from hiere.cli import add_extract_arguments, run_extract
 from hiere.data.docred import Document, parse_document, read_docred
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereInputError
 from hiere.extract import (
     TRIPLE_FIELDS,
-    add_extract_arguments,
     document_to_bags,
     document_windows,
     entity_ids,
@@ -24,7 +24,6 @@ from hiere.extract import (
     extract_text,
     format_table,
     iter_documents,
-    run_extract,
     triples_from_predictions,
     window_document,
 )

@@ -11,10 +11,10 @@ import torch
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.models.base import HiereModel
+from hiere.models.directory import load_model_dir
 from hiere.tasks import get_task
-from hiere.training.checkpoint import load_model_dir
 from hiere.training.distributed import resolve_device
-from hiere.training.inference import resolve_precision, run_model
+from hiere.training.inference import featurize_examples, predict_examples, resolve_precision, run_model
 
 
 class Predictor:
@@ -54,23 +54,15 @@ class Predictor:
         return self.task.parse(list(examples), relations=self.relations.relations)
 
     def scores(self, examples: list, progress: bool = False) -> tuple[list, torch.Tensor, list | None]:
-        features = []
-        for index, example in enumerate(examples):
-            try:
-                features.append(self.model.featurize(example))
-            except ValueError as error:
-                raise HiereInputError(None, f"record {index}", None, str(error)) from None
+        features = featurize_examples(self.model, examples)
         return run_model(self.model, features, None, self.batch_size, self.device, self.precision, progress)
 
     def evidence_rule(self, top_k: int | None = None, min_score: float | None = None) -> Any:
         """The :class:`~hiere.evidence.EvidenceRule` of a document model: ``model.evidence_top_k`` /
         ``model.evidence_min_score`` of its config, overridden by the arguments (``top_k=0``: no limit)."""
-        from hiere.evidence import EvidenceRule
+        from hiere.evidence import model_rule
 
-        config_top_k = getattr(self.model.config, "evidence_top_k", 3)
-        config_min = getattr(self.model.config, "evidence_min_score", None)
-        chosen_top_k = config_top_k if top_k is None else (top_k or None)
-        return EvidenceRule(chosen_top_k, config_min if min_score is None else min_score)
+        return model_rule(self.model.config, top_k, min_score)
 
     def predict(self, examples: Iterable[Any] | str | Path, explain: bool = True, progress: bool = False,
                 evidence_top_k: int | None = None, evidence_min_score: float | None = None,
@@ -86,11 +78,8 @@ class Predictor:
         elif evidence_top_k is not None or evidence_min_score is not None:
             raise HiereConfigError(f"evidence options are for document models; {self.model.name} explains "
                                    f"{self.task.unit} with attention")
-        examples = self._examples(examples)
-        rows, scores, explanations = self.scores(examples, progress)
-        explanations = explanations if explain else None
-        return self.task.decode(examples, rows, scores, self.relations, self.threshold, explanations,
-                                evidence_rule=rule)
+        return predict_examples(self.model, self.task, self._examples(examples), self.threshold, self.batch_size,
+                                self.device, self.precision, explain, rule, progress)
 
     def evaluate(self, path: str | Path | list, train: str | Path | list | None = None, progress: bool = False,
                  **metric_options: Any) -> dict[str, Any]:

@@ -6,16 +6,16 @@ import argparse
 import contextlib
 import json
 import logging
-import math
 import os
-import re
 import signal
 import sys
 import threading
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, TextIO
 
+from hiere.arguments import DEVICE_HELP, device_name, non_negative_int, positive_int, probability
 from hiere.errors import HiereConfigError, HiereInputError
 
 DESCRIPTION = """\
@@ -41,46 +41,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(value: str) -> int:
-    number = _int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be an integer >= 1")
-    return number
-
-
-def non_negative_int(value: str) -> int:
-    number = _int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be an integer >= 0")
-    return number
-
-
-def _int(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-
-
-def probability(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise argparse.ArgumentTypeError(f"{value!r} must be a score in [0, 1]")
-    return number
-
-
-def device_name(value: str) -> str:
-    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is None:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a device: use auto, cpu, cuda or cuda:N")
-    return value
-
-
-DEVICE_HELP = "auto|cpu|cuda|cuda:N (default auto: CUDA when present)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,13 +129,188 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``hiere extract MODEL_DIR (--text TEXT | FILE)`` (the caller adds ``model_dir``)."""
     try:
-        from hiere.extract import add_extract_arguments as add
+        from hiere.extract import DEFAULT_MAX_CHARS, DEFAULT_WINDOW_TOKENS
     except ImportError:  # the extract module brings spaCy; keep the rest of the CLI usable without it
         parser.add_argument("input", nargs="*")
         parser.add_argument("--text")
         return
-    add(parser)
+
+    parser.description = (
+        "Raw English text -> relation triples. Bytes that are not UTF-8 and lone surrogates are read as "
+        "U+FFFD (one character each, so character offsets still index your text); binary or non-English "
+        "documents of a file are skipped with a warning naming the line, and the rest continues. Texts "
+        "longer than --max-chars are read in parts (see docs/extract.md)."
+    )
+    parser.add_argument(
+        "input", nargs="*", metavar="INPUT", help="file of documents: one text a line, or .jsonl records "
+        "{text, title?, entities?}, or a .json list of those; '-' reads standard input. With -o OUT_DIR: "
+        "several files and globs ('corpus/*.jsonl')"
+    )
+    parser.add_argument("-o", "--output", default=None, metavar="OUT_DIR",
+                        help="write sharded JSON lines to this directory, one {file, line, doc, triples} record "
+                        "per document, resumable (see 'corpus scale' below); default: triples on stdout")
+    parser.add_argument("--text", help="the text to read (instead of FILE)")
+    parser.add_argument("--entities", help="JSON file: a list of {start, end, type?, cluster?} character "
+                        "spans that replace spaCy's entities (with --text; in .jsonl give each record "
+                        "an 'entities' list)")
+    parser.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
+                        help="jsonl: one JSON triple a line (default); table: aligned columns for people")
+    parser.add_argument("--input-format", choices=["auto", "lines", "jsonl", "json"], default="auto",
+                        help="how FILE holds documents (default: by extension)")
+    parser.add_argument("--threshold", type=probability, default=None,
+                        help="bag models: minimum score of a relation, in [0, 1] (default: the model's tuned "
+                        "threshold)")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="model windows per call, >= 1 (default 8): short documents are one window each; a long "
+                        "document's windows go in one call")
+    parser.add_argument("--window-tokens", type=non_negative_int, default=DEFAULT_WINDOW_TOKENS,
+                        help="document models read longer documents in overlapping windows of this many "
+                        f"tokens (default {DEFAULT_WINDOW_TOKENS}; 0: never)")
+    parser.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS,
+                        help="the longest text read as one document (default "
+                        f"{DEFAULT_MAX_CHARS:,}); a longer one is read in parts of at most this many "
+                        "characters, cut at paragraph or sentence ends, with a warning")
+    parser.add_argument("--no-language-check", action="store_true",
+                        help="do not reject text that does not look like English")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (shown for files when stderr is a terminal; counts characters)")
+    parser.add_argument("--device", type=device_name, default="auto", help=DEVICE_HELP)
+    from hiere.scale import SCALE_HELP, add_scale_arguments
+
+    parser.epilog = SCALE_HELP
+    add_scale_arguments(parser)
+
+
+def run_extract(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``hiere extract``: print triples (JSON lines or a table); bad input -> one stderr line, exit 2.
+
+    In a file, a document that cannot be read (malformed JSON, binary, not English) is skipped with a
+    warning naming its line; the others are printed as they are read. The summary line counts them.
+    """
+    out = out or sys.stdout
+    try:
+        return _run_extract(args, out)
+    except HiereInputError as error:
+        print(f"hiere: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run_extract(args: argparse.Namespace, out: TextIO) -> int:
+    from collections import deque
+
+    from hiere.extract import (
+        DEFAULT_MAX_CHARS,
+        DEFAULT_WINDOW_TOKENS,
+        count_characters,
+        extract,
+        format_table,
+        iter_documents,
+    )
+    from hiere.io import dumps_json
+    from hiere.text.pipeline import TextPipeline, clean_text, parse_entities
+
+    text, paths = getattr(args, "text", None), getattr(args, "input", None)
+    paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
+    if getattr(args, "output", None) is not None or getattr(args, "engine", None) is not None:
+        if text is not None or getattr(args, "entities", None):
+            raise HiereInputError(None, None, None, "--text and --entities print triples of one text; -o OUT_DIR and "
+                                  "--engine read INPUT files (give each .jsonl record an 'entities' list)")
+        if getattr(args, "format", "jsonl") != "jsonl":
+            raise HiereInputError(None, None, None, "--format table prints to stdout; -o OUT_DIR writes JSON lines")
+
+        options = {
+            "threshold": getattr(args, "threshold", None), "batch_size": getattr(args, "batch_size", 8),
+            "window_tokens": getattr(args, "window_tokens", DEFAULT_WINDOW_TOKENS),
+            "max_chars": getattr(args, "max_chars", DEFAULT_MAX_CHARS),
+            "check_english": not getattr(args, "no_language_check", False),
+        }
+        args.input = paths
+        return run_scale(args, "extract", options)
+    if len(paths) > 1:
+        raise HiereInputError(None, None, None, f"{len(paths)} INPUT files: give -o OUT_DIR to write them as shards "
+                              "(one file at a time prints to stdout)")
+    path = paths[0] if paths else None
+    if (text is None) == (path is None):
+        raise HiereInputError(None, None, None, "give either --text TEXT or a FILE of documents (not both)")
+    entities_path = getattr(args, "entities", None)
+    if entities_path and path is not None:
+        message = "--entities goes with --text; in a .jsonl file give each record an 'entities' list"
+        raise HiereInputError(entities_path, None, None, message)
+    if text is not None and not text.strip():
+        raise HiereInputError(None, None, "--text", "the text is empty")
+    skipped: list[HiereInputError] = []
+
+    def skip(error: HiereInputError) -> None:
+        skipped.append(error)
+        logging.getLogger("hiere.extract").warning("skipped: %s", error)
+
+    items: Iterable[Any]
+    total = None
+    if text is not None:
+        item: dict[str, Any] = {"text": text}
+        if entities_path:
+            from hiere.data.docred import load_json
+
+            item["entities"] = parse_entities(load_json(entities_path), entities_path)
+            item["entities"] = [vars(e) for e in item["entities"]]
+        items = [item]
+    else:
+        input_format = getattr(args, "input_format", "auto")
+        items = iter_documents(path, input_format, on_error=skip)
+        total = count_characters(path, input_format)
+
+    from hiere.api import load
+
+    predictor = load(args.model_dir, getattr(args, "device", "auto"))
+    pipeline = TextPipeline(check_english=not getattr(args, "no_language_check", False))
+    predictor._text_pipeline = pipeline
+    bar = None
+    if path is not None and not getattr(args, "no_progress", False):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="char", unit_scale=True, file=sys.stderr, disable=None, desc="extract")
+    titles: deque[str] = deque()  # titles of the documents read but not yet printed
+
+    def titled(stream: Iterable[Any]) -> Iterator[Any]:
+        for index, element in enumerate(stream):
+            title = element.get("title") if isinstance(element, dict) else None
+            titles.append(clean_text(str(title)) if title else f"document {index + 1}")
+            yield element
+
+    results = extract(
+        predictor, titled(items), pipeline=pipeline, threshold=getattr(args, "threshold", None),
+        batch_size=getattr(args, "batch_size", 8), skip_errors=path is not None,
+        window_tokens=getattr(args, "window_tokens", DEFAULT_WINDOW_TOKENS),
+        max_chars=getattr(args, "max_chars", DEFAULT_MAX_CHARS),
+        source=None if path is None else str(path), on_error=skip,
+        progress=bar.update if bar is not None else None,
+    )
+    fmt = getattr(args, "format", "jsonl")
+    n_docs = n_triples = 0
+    try:
+        for triples in results:
+            title = titles.popleft()
+            n_docs += 1
+            n_triples += len(triples)
+            if fmt == "table":
+                print(format_table(triples, title if path is not None else None), file=out)
+                if path is not None:
+                    print(file=out)
+            else:
+                for triple in triples:
+                    record = {"doc": title, **triple} if path is not None else triple
+                    print(dumps_json(record), file=out)
+            out.flush()
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = f"hiere extract: {n_triples} triples from {n_docs} document(s)"
+    if skipped:
+        summary += f"; {len(skipped)} skipped (see the warnings)"
+    print(summary, file=sys.stderr)
+    return 0
 
 
 def cmd_build_ds(args: argparse.Namespace) -> int:
@@ -212,7 +347,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from hiere.api import load
     from hiere.io import check_output_file, write_json_atomic
-    from hiere.scale import run_scale, scale_requested
 
     if scale_requested(args):
         return run_scale(args, "predict", {"no_explain": args.no_explain, "evidence_top_k": args.evidence_top_k,
@@ -241,14 +375,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from hiere.extract import run_extract
-
     return run_extract(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from hiere.serve.settings import run_serve
-
     return run_serve(args)
 
 
@@ -256,6 +386,85 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from hiere.demo import run_demo
 
     return run_demo(args.output, args.epochs)
+
+
+# ------------------------------------------------------------ corpus scale (hiere.scale) and hiere serve
+
+
+def scale_requested(args: argparse.Namespace) -> bool:
+    return getattr(args, "engine", None) is not None
+
+
+def run_scale(args: argparse.Namespace, command: str, options: dict[str, Any]) -> int:
+    """``hiere extract|predict MODEL_DIR INPUT... -o OUT_DIR [--engine local|ray]``."""
+    engine = args.engine or "local"
+    inputs = args.input if isinstance(args.input, list) else [args.input]
+    if not inputs:
+        raise HiereInputError(None, None, None, "give the INPUT files (or globs) to read")
+    if args.output is None:
+        raise HiereInputError(None, None, None, f"--engine {engine} writes shards: give -o OUT_DIR")
+    if engine == "local":
+        for option, default in (("address", None), ("workers", None), ("cpus_per_worker", 1), ("gpus_per_worker", 0.0)):
+            if getattr(args, option, default) not in (default, 1 if option == "workers" else default):
+                flag = "--" + option.replace("_", "-")
+                raise HiereInputError(None, None, None, f"{flag} goes with --engine ray (the local engine is one "
+                                      "process)")
+    from hiere.scale import Job, run_job
+
+    job = Job(command, str(Path(args.model_dir).resolve()), options, device=getattr(args, "device", "auto"),
+              threads=args.cpus_per_worker if engine == "ray" else None)
+    runner = None
+    if engine == "ray":
+        from hiere.scale_ray import ray_runner
+
+        gpus = args.gpus_per_worker
+        if gpus < 0:
+            raise HiereInputError(None, None, None, f"--gpus-per-worker must be >= 0, got {gpus}")
+        if gpus > 0 and job.device == "auto":
+            job = Job(job.command, job.model_dir, job.options, "cuda", job.threads)
+        runner = ray_runner(args.address, args.workers, args.cpus_per_worker, gpus)
+    run_job(job, inputs, args.output, runner=runner, engine=engine, block_size=args.block_size,
+            input_format=getattr(args, "input_format", "auto"), progress=not getattr(args, "no_progress", False))
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``hiere serve``: load the model once per worker process and serve until interrupted."""
+    try:
+        import uvicorn
+
+        from hiere.serve.app import create_app
+    except ImportError as error:
+        print(f"hiere: error: hiere serve needs the serve extra ({error.name} is missing): "
+              "pip install 'hiere[serve]'", file=sys.stderr)
+        return 2
+    from hiere.serve.settings import SETTINGS_ENV, settings_from_args
+
+    try:
+        settings = settings_from_args(args)
+    except ValueError as error:
+        print(f"hiere: error: {error}", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print(f"hiere: error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
+    print(f"hiere serve: {settings.model_dir} on http://{args.host}:{args.port}/ "
+          f"(API reference: /docs; {args.workers} worker process(es))", file=sys.stderr)
+    if args.workers == 1:
+        app = create_app(settings)  # loads the model now: a bad directory fails before the port opens
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    from hiere.errors import HiereInputError
+    from hiere.models.directory import WEIGHTS
+
+    model_dir = Path(settings.model_dir)
+    if not (model_dir / "config.yaml").exists() or not (model_dir / WEIGHTS).exists():  # fail before the workers
+        raise HiereInputError(str(model_dir), None, None,
+                              "not a hiere model directory (config.yaml or model.safetensors missing)")
+    os.environ[SETTINGS_ENV] = settings.to_env()
+    uvicorn.run("hiere.serve.app:create_app_from_env", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level)
+    return 0
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "score": cmd_score,

@@ -55,6 +55,15 @@ class EvidenceRule:
 DEFAULT_RULE = EvidenceRule()
 
 
+def model_rule(model_config: Any, top_k: int | None = None, min_score: float | None = None) -> EvidenceRule:
+    """A document model's rule: its ``evidence_top_k`` / ``evidence_min_score``, overridden by the arguments
+    (``top_k=0``: no limit)."""
+    config_top_k = getattr(model_config, "evidence_top_k", 3)
+    config_min = getattr(model_config, "evidence_min_score", None)
+    chosen_top_k = config_top_k if top_k is None else (top_k or None)
+    return EvidenceRule(chosen_top_k, config_min if min_score is None else min_score)
+
+
 def mention_sentences(doc: Document, h: int, t: int) -> list[int]:
     """Baseline: every sentence with a mention of the head or the tail entity."""
     return sorted({m.sent_id for m in doc.entities[h]} | {m.sent_id for m in doc.entities[t]})
@@ -178,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from hiere.data.docred import load_json
+    from hiere.data.docred import load_json, read_docred
+    from hiere.data.pubtator import is_pubtator, read_pubtator
     from hiere.errors import HiereInputError
     from hiere.io import write_json_atomic
-    from hiere.tasks.doc import TASK
 
     parser = argparse.ArgumentParser(prog="python -m hiere.evidence", description=main.__doc__)
     parser.add_argument("documents", help="DocRED JSON or PubTator file the predictions are about")
@@ -191,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True)
     args = parser.parse_args(argv)
     try:
-        documents = TASK.read(args.documents)
+        reader = read_pubtator if is_pubtator(args.documents) else read_docred
+        documents = reader(args.documents)
         if args.gold_facts:
             records = [{"title": d.title, "h_idx": f.h, "t_idx": f.t, "r": f.r} for d in documents for f in d.facts]
         elif args.pred:

@@ -16,20 +16,18 @@ the model's relation map, and ``evidence``, the sentences behind the fact (see
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from hiere.data.bags import Bag, BagSentence
 from hiere.data.docred import Document
 from hiere.data.relations import NA, RelationMap
 from hiere.errors import HiereInputError
-from hiere.io import dumps_json, parse_json
+from hiere.io import parse_json
 from hiere.text.pipeline import (
     BIOMEDICAL_TYPES,
     EntitySpan,
@@ -645,171 +643,3 @@ def format_table(triples: Sequence[Mapping[str, Any]], title: str | None = None)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-
-
-def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``hiere extract MODEL_DIR (--text TEXT | FILE)`` (the caller adds ``model_dir``)."""
-    from hiere.cli import DEVICE_HELP, device_name, non_negative_int, positive_int, probability
-
-    parser.description = (
-        "Raw English text -> relation triples. Bytes that are not UTF-8 and lone surrogates are read as "
-        "U+FFFD (one character each, so character offsets still index your text); binary or non-English "
-        "documents of a file are skipped with a warning naming the line, and the rest continues. Texts "
-        "longer than --max-chars are read in parts (see docs/extract.md)."
-    )
-    parser.add_argument(
-        "input", nargs="*", metavar="INPUT", help="file of documents: one text a line, or .jsonl records "
-        "{text, title?, entities?}, or a .json list of those; '-' reads standard input. With -o OUT_DIR: "
-        "several files and globs ('corpus/*.jsonl')"
-    )
-    parser.add_argument("-o", "--output", default=None, metavar="OUT_DIR",
-                        help="write sharded JSON lines to this directory, one {file, line, doc, triples} record "
-                        "per document, resumable (see 'corpus scale' below); default: triples on stdout")
-    parser.add_argument("--text", help="the text to read (instead of FILE)")
-    parser.add_argument("--entities", help="JSON file: a list of {start, end, type?, cluster?} character "
-                        "spans that replace spaCy's entities (with --text; in .jsonl give each record "
-                        "an 'entities' list)")
-    parser.add_argument("--format", choices=["jsonl", "table"], default="jsonl",
-                        help="jsonl: one JSON triple a line (default); table: aligned columns for people")
-    parser.add_argument("--input-format", choices=["auto", "lines", "jsonl", "json"], default="auto",
-                        help="how FILE holds documents (default: by extension)")
-    parser.add_argument("--threshold", type=probability, default=None,
-                        help="bag models: minimum score of a relation, in [0, 1] (default: the model's tuned "
-                        "threshold)")
-    parser.add_argument("--batch-size", type=positive_int, default=8,
-                        help="model windows per call, >= 1 (default 8): short documents are one window each; a long "
-                        "document's windows go in one call")
-    parser.add_argument("--window-tokens", type=non_negative_int, default=DEFAULT_WINDOW_TOKENS,
-                        help="document models read longer documents in overlapping windows of this many "
-                        f"tokens (default {DEFAULT_WINDOW_TOKENS}; 0: never)")
-    parser.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS,
-                        help="the longest text read as one document (default "
-                        f"{DEFAULT_MAX_CHARS:,}); a longer one is read in parts of at most this many "
-                        "characters, cut at paragraph or sentence ends, with a warning")
-    parser.add_argument("--no-language-check", action="store_true",
-                        help="do not reject text that does not look like English")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (shown for files when stderr is a terminal; counts characters)")
-    parser.add_argument("--device", type=device_name, default="auto", help=DEVICE_HELP)
-    from hiere.scale import SCALE_HELP, add_scale_arguments
-
-    parser.epilog = SCALE_HELP
-    add_scale_arguments(parser)
-
-
-def run_extract(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """``hiere extract``: print triples (JSON lines or a table); bad input -> one stderr line, exit 2.
-
-    In a file, a document that cannot be read (malformed JSON, binary, not English) is skipped with a
-    warning naming its line; the others are printed as they are read. The summary line counts them.
-    """
-    out = out or sys.stdout
-    try:
-        return _run_extract(args, out)
-    except HiereInputError as error:
-        print(f"hiere: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _run_extract(args: argparse.Namespace, out: TextIO) -> int:
-    text, paths = getattr(args, "text", None), getattr(args, "input", None)
-    paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
-    if getattr(args, "output", None) is not None or getattr(args, "engine", None) is not None:
-        if text is not None or getattr(args, "entities", None):
-            raise HiereInputError(None, None, None, "--text and --entities print triples of one text; -o OUT_DIR and "
-                                  "--engine read INPUT files (give each .jsonl record an 'entities' list)")
-        if getattr(args, "format", "jsonl") != "jsonl":
-            raise HiereInputError(None, None, None, "--format table prints to stdout; -o OUT_DIR writes JSON lines")
-        from hiere.scale import run_scale
-
-        options = {
-            "threshold": getattr(args, "threshold", None), "batch_size": getattr(args, "batch_size", 8),
-            "window_tokens": getattr(args, "window_tokens", DEFAULT_WINDOW_TOKENS),
-            "max_chars": getattr(args, "max_chars", DEFAULT_MAX_CHARS),
-            "check_english": not getattr(args, "no_language_check", False),
-        }
-        args.input = paths
-        return run_scale(args, "extract", options)
-    if len(paths) > 1:
-        raise HiereInputError(None, None, None, f"{len(paths)} INPUT files: give -o OUT_DIR to write them as shards "
-                              "(one file at a time prints to stdout)")
-    path = paths[0] if paths else None
-    if (text is None) == (path is None):
-        raise HiereInputError(None, None, None, "give either --text TEXT or a FILE of documents (not both)")
-    entities_path = getattr(args, "entities", None)
-    if entities_path and path is not None:
-        message = "--entities goes with --text; in a .jsonl file give each record an 'entities' list"
-        raise HiereInputError(entities_path, None, None, message)
-    if text is not None and not text.strip():
-        raise HiereInputError(None, None, "--text", "the text is empty")
-    skipped: list[HiereInputError] = []
-
-    def skip(error: HiereInputError) -> None:
-        skipped.append(error)
-        LOGGER.warning("skipped: %s", error)
-
-    items: Iterable[Any]
-    total = None
-    if text is not None:
-        item: dict[str, Any] = {"text": text}
-        if entities_path:
-            from hiere.data.docred import load_json
-
-            item["entities"] = parse_entities(load_json(entities_path), entities_path)
-            item["entities"] = [vars(e) for e in item["entities"]]
-        items = [item]
-    else:
-        input_format = getattr(args, "input_format", "auto")
-        items = iter_documents(path, input_format, on_error=skip)
-        total = count_characters(path, input_format)
-
-    from hiere.api import load
-
-    predictor = load(args.model_dir, getattr(args, "device", "auto"))
-    pipeline = TextPipeline(check_english=not getattr(args, "no_language_check", False))
-    predictor._text_pipeline = pipeline
-    bar = None
-    if path is not None and not getattr(args, "no_progress", False):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, unit="char", unit_scale=True, file=sys.stderr, disable=None, desc="extract")
-    titles: deque[str] = deque()  # titles of the documents read but not yet printed
-
-    def titled(stream: Iterable[Any]) -> Iterator[Any]:
-        for index, element in enumerate(stream):
-            title = element.get("title") if isinstance(element, dict) else None
-            titles.append(clean_text(str(title)) if title else f"document {index + 1}")
-            yield element
-
-    results = extract(
-        predictor, titled(items), pipeline=pipeline, threshold=getattr(args, "threshold", None),
-        batch_size=getattr(args, "batch_size", 8), skip_errors=path is not None,
-        window_tokens=getattr(args, "window_tokens", DEFAULT_WINDOW_TOKENS),
-        max_chars=getattr(args, "max_chars", DEFAULT_MAX_CHARS),
-        source=None if path is None else str(path), on_error=skip,
-        progress=bar.update if bar is not None else None,
-    )
-    fmt = getattr(args, "format", "jsonl")
-    n_docs = n_triples = 0
-    try:
-        for triples in results:
-            title = titles.popleft()
-            n_docs += 1
-            n_triples += len(triples)
-            if fmt == "table":
-                print(format_table(triples, title if path is not None else None), file=out)
-                if path is not None:
-                    print(file=out)
-            else:
-                for triple in triples:
-                    record = {"doc": title, **triple} if path is not None else triple
-                    print(dumps_json(record), file=out)
-            out.flush()
-    finally:
-        if bar is not None:
-            bar.close()
-    summary = f"hiere extract: {n_triples} triples from {n_docs} document(s)"
-    if skipped:
-        summary += f"; {len(skipped)} skipped (see the warnings)"
-    print(summary, file=sys.stderr)
-    return 0

@@ -730,7 +730,7 @@ a local Ray on this machine, or the cluster at --address. See docs/scale.md."""
 
 def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OUT_DIR") -> None:
     """``--engine``, ``--address``, ``--workers``, ``--block-size`` ... (``-o`` is the command's own)."""
-    from hiere.cli import positive_int
+    from hiere.arguments import positive_int
 
     group = parser.add_argument_group(f"corpus scale ({when}; see docs/scale.md)")
     group.add_argument("--engine", choices=ENGINES, default=None,
@@ -750,38 +750,3 @@ def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OU
     group.add_argument("--block-size", type=positive_int, default=DEFAULT_BLOCK_SIZE, metavar="N",
                        help=f"records per block and shard (default {DEFAULT_BLOCK_SIZE}); progress advances a block "
                        "at a time, a rerun recomputes at most the blocks in flight")
-
-
-def scale_requested(args: argparse.Namespace) -> bool:
-    return getattr(args, "engine", None) is not None
-
-
-def run_scale(args: argparse.Namespace, command: str, options: dict[str, Any]) -> int:
-    """``hiere extract|predict MODEL_DIR INPUT... -o OUT_DIR [--engine local|ray]``."""
-    engine = args.engine or "local"
-    inputs = args.input if isinstance(args.input, list) else [args.input]
-    if not inputs:
-        raise HiereInputError(None, None, None, "give the INPUT files (or globs) to read")
-    if args.output is None:
-        raise HiereInputError(None, None, None, f"--engine {engine} writes shards: give -o OUT_DIR")
-    if engine == "local":
-        for option, default in (("address", None), ("workers", None), ("cpus_per_worker", 1), ("gpus_per_worker", 0.0)):
-            if getattr(args, option, default) not in (default, 1 if option == "workers" else default):
-                flag = "--" + option.replace("_", "-")
-                raise HiereInputError(None, None, None, f"{flag} goes with --engine ray (the local engine is one "
-                                      "process)")
-    job = Job(command, str(Path(args.model_dir).resolve()), options, device=getattr(args, "device", "auto"),
-              threads=args.cpus_per_worker if engine == "ray" else None)
-    runner = None
-    if engine == "ray":
-        from hiere.scale_ray import ray_runner
-
-        gpus = args.gpus_per_worker
-        if gpus < 0:
-            raise HiereInputError(None, None, None, f"--gpus-per-worker must be >= 0, got {gpus}")
-        if gpus > 0 and job.device == "auto":
-            job = Job(job.command, job.model_dir, job.options, "cuda", job.threads)
-        runner = ray_runner(args.address, args.workers, args.cpus_per_worker, gpus)
-    run_job(job, inputs, args.output, runner=runner, engine=engine, block_size=args.block_size,
-            input_format=getattr(args, "input_format", "auto"), progress=not getattr(args, "no_progress", False))
-    return 0

@@ -26,10 +26,10 @@ import torch
 from torch import nn
 
 from hiere.data.bags import BagSentence
+from hiere.data.padding import pad_sequences
 from hiere.data.vocab import Vocab
 from hiere.encoders.glove import WordEmbedding
 from hiere.errors import HiereConfigError
-from hiere.models.base import pad_sequences
 
 POOLINGS = ("cnn", "pcnn")
 PADDINGS = ("masked", "opennre")

@@ -37,7 +37,6 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
 from hiere.config import coerce_value
@@ -186,13 +185,3 @@ class HiereModel(nn.Module):
         if pretrained:
             groups.append({"params": pretrained, "lr": encoder_lr or lr, "weight_decay": weight_decay})
         return groups
-
-
-def pad_sequences(sequences: list[list[int]], value: int = 0, dtype: torch.dtype = torch.long) -> torch.Tensor:
-    """``[[1, 2], [3]] -> tensor([[1, 2], [3, 0]])``."""
-    width = max((len(s) for s in sequences), default=0)
-    out = torch.full((len(sequences), max(width, 1)), value, dtype=dtype)
-    for row, sequence in enumerate(sequences):
-        if sequence:
-            out[row, : len(sequence)] = torch.as_tensor(sequence, dtype=dtype)
-    return out

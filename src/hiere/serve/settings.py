@@ -1,7 +1,7 @@
 """Limits and batching of ``hiere serve``, and its command-line arguments.
 
-Nothing here imports FastAPI, so ``hiere --help`` works without the ``serve`` extra; :func:`run_serve`
-imports it and says how to install it when it is missing.
+Nothing here imports FastAPI, so ``hiere --help`` works without the ``serve`` extra; ``hiere serve``
+(:func:`hiere.cli.run_serve`) imports it and says how to install it when it is missing.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 SETTINGS_ENV = "HIERE_SERVE_SETTINGS"  # how ``--workers N`` hands the settings to each worker process
 
@@ -109,40 +107,3 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         batch_window_ms=args.batch_window_ms, max_batch_texts=args.max_batch_texts,
         max_pending_texts=args.max_pending_texts, check_english=not args.no_language_check,
     )
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """``hiere serve``: load the model once per worker process and serve until interrupted."""
-    try:
-        import uvicorn
-
-        from hiere.serve.app import create_app
-    except ImportError as error:
-        print(f"hiere: error: hiere serve needs the serve extra ({error.name} is missing): "
-              "pip install 'hiere[serve]'", file=sys.stderr)
-        return 2
-    try:
-        settings = settings_from_args(args)
-    except ValueError as error:
-        print(f"hiere: error: {error}", file=sys.stderr)
-        return 2
-    if args.workers < 1:
-        print(f"hiere: error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 2
-    print(f"hiere serve: {settings.model_dir} on http://{args.host}:{args.port}/ "
-          f"(API reference: /docs; {args.workers} worker process(es))", file=sys.stderr)
-    if args.workers == 1:
-        app = create_app(settings)  # loads the model now: a bad directory fails before the port opens
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-        return 0
-    from hiere.errors import HiereInputError
-    from hiere.training.checkpoint import WEIGHTS
-
-    model_dir = Path(settings.model_dir)
-    if not (model_dir / "config.yaml").exists() or not (model_dir / WEIGHTS).exists():  # fail before the workers
-        raise HiereInputError(str(model_dir), None, None,
-                              "not a hiere model directory (config.yaml or model.safetensors missing)")
-    os.environ[SETTINGS_ENV] = settings.to_env()
-    uvicorn.run("hiere.serve.app:create_app_from_env", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level)
-    return 0

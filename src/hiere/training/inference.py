@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hiere.config import PRECISIONS
-from hiere.errors import HiereConfigError
+from hiere.errors import HiereConfigError, HiereInputError
 from hiere.models.base import HiereModel
 
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -114,6 +114,27 @@ def feature_size(feature: dict[str, Any]) -> int:
 def length_sorted(features: list[dict[str, Any]], indices: list[int]) -> list[int]:
     """Indices ordered by input length (less padding per batch); the order of results does not change."""
     return sorted(indices, key=lambda index: feature_size(features[index]))
+
+
+def featurize_examples(model: HiereModel, examples: list, source: str | None = None) -> list[dict[str, Any]]:
+    """``model.featurize`` of each example; an example the model cannot read is one :class:`HiereInputError`."""
+    features = []
+    for index, example in enumerate(examples):
+        try:
+            features.append(model.featurize(example))
+        except ValueError as error:
+            raise HiereInputError(source, f"record {index}", None, str(error)) from None
+    return features
+
+
+def predict_examples(model: HiereModel, task: Any, examples: list, threshold: float, batch_size: int,
+                     device: torch.device, precision: str, explain: bool = True, evidence_rule: Any = None,
+                     progress: bool = False) -> list[dict[str, Any]]:
+    """Examples -> prediction records (the task's form), the path of ``hiere predict`` and of test scoring."""
+    features = featurize_examples(model, examples)
+    rows, scores, explanations = run_model(model, features, None, batch_size, device, precision, progress)
+    return task.decode(examples, rows, scores, model.relations, threshold, explanations if explain else None,
+                       evidence_rule=evidence_rule)
 
 
 @torch.no_grad()

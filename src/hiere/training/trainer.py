@@ -29,14 +29,16 @@ from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
 from hiere.models import get_model_class
 from hiere.models.base import HiereModel
+from hiere.models.directory import load_model_dir, save_model_dir
 from hiere.tasks import get_task
-from hiere.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_model_dir
+from hiere.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from hiere.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
 from hiere.training.inference import (
     autocast_context,
     has_bf16_units,
     length_sorted,
     move_to_device,
+    predict_examples,
     resolve_precision,
     run_model,
 )
@@ -384,7 +386,7 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
         save_model_dir(model, resolved, state["threshold"], out_dir)
     barrier(context)
     if get(config, "data.test") and context.is_main:
-        _score_test(config, out_dir, task, device, train_for_ign, metric_options)
+        _score_test(config, out_dir, task, device, precision, train_for_ign, metric_options)
     return out_dir
 
 
@@ -403,14 +405,17 @@ def record_runtime(out_dir: Path, trainer: TrainerConfig, precision: str, device
         }, indent=1)
 
 
-def _score_test(config: dict, out_dir: Path, task: Any, device: torch.device, train_examples: list | None,
-                metric_options: dict) -> None:
-    """Score the selected model once on test (never used for selection)."""
-    from hiere.api import load
+def _score_test(config: dict, out_dir: Path, task: Any, device: torch.device, precision: str,
+                train_examples: list | None, metric_options: dict) -> None:
+    """Score the selected model once on test (never used for selection), as saved: read back from ``out_dir``."""
+    from hiere.evidence import model_rule
 
-    predictor = load(out_dir, device=str(device))
-    test_examples = read_split(task, config, "test", predictor.relations)
-    metrics = predictor.evaluate(test_examples, train=train_examples, **metric_options)
+    model, saved, threshold = load_model_dir(out_dir, device)
+    test_examples = read_split(task, config, "test", model.relations)
+    rule = model_rule(model.config) if task.evidence else None
+    records = predict_examples(model, task, test_examples, threshold, int(saved["trainer"]["eval_batch_size"]),
+                               device, precision, explain=task.evidence, evidence_rule=rule)
+    metrics = task.metrics(test_examples, records, train=train_examples, **metric_options)
     write_json_atomic(out_dir / "test_metrics.json", metrics, indent=1)
     log.info("test: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
 

@@ -146,7 +146,7 @@ def warm_start(model: HNRE, source_dir: str | Path) -> dict[str, int]:
 
     Relations are matched by name and must be the same set. Returns counts of what was copied (for the log).
     """
-    from hiere.training.checkpoint import load_model_dir  # a model directory loader; imported late (cycle)
+    from hiere.models.directory import load_model_dir  # imported late: the registry imports this module
 
     source_path = Path(source_dir)
     if model.config.encoder == "transformer":

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 
 from hiere.data.docred import Document
+from hiere.data.padding import pad_sequences
 from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
-from hiere.models.base import pad_sequences
 
 DISTANCE_BUCKETS = 10  # |distance| buckets 0, 1, 2-3, 4-7, ..., >=256; signed -> 2 * 10 ids
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from hiere.data.docred import Document
+from hiere.data.padding import pad_sequences
 from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
 from hiere.encoders.glove import DEFAULT as GLOVE_DEFAULT
@@ -38,7 +39,7 @@ from hiere.encoders.transformer import DEFAULT as ENCODER_DEFAULT
 from hiere.encoders.transformer import TransformerEncoder, word_features
 from hiere.errors import HiereConfigError
 from hiere.evidence import rows_of_scores
-from hiere.models.base import HiereModel, ModelConfig, Resources, pad_sequences
+from hiere.models.base import HiereModel, ModelConfig, Resources
 from hiere.models.doc.common import DISTANCE_BUCKETS, build_type_vocab, collate_documents, featurize_document
 from hiere.models.layers import Bilinear, masked_softmax
 
