@@ -219,7 +219,7 @@ def test_explanations_list_key_mention_pairs(relations, documents, options) -> N
 
 
 def test_atlop_sentence_scores_are_the_localized_attention_per_sentence(atlop, documents) -> None:
-    from hiere.models.doc.atlop import _context_weights, mean_entities
+    from hiere.models.doc.transformer_doc import _context_weights, mean_entities
 
     atlop.eval()
     features = [atlop.featurize(doc) for doc in documents]
@@ -286,7 +286,7 @@ def test_evidence_loss_switch_adds_exactly_its_term_and_reaches_the_encoder(rela
     # the evidence term alone: gradient reaches the encoder's attention, not the classifier
     guided.zero_grad()
     _, _, mention_attention = guided.encode_mentions(batch)
-    from hiere.models.doc.atlop import mean_entities
+    from hiere.models.doc.transformer_doc import mean_entities
 
     entity_attention = mean_entities(mention_attention, batch["entity_mentions"])
     guided.evidence_loss(batch, entity_attention, batch["pair_head"], batch["pair_tail"], batch["pair_doc"]).backward()

@@ -44,7 +44,7 @@ from torch import nn
 from hiere.errors import HiereConfigError
 from hiere.losses import adaptive_threshold_loss, adaptive_threshold_scores, binary_focal_loss
 from hiere.models.base import Resources
-from hiere.models.doc.atlop import TransformerDocConfig, TransformerDocModel, block_problems, grouped_bilinear
+from hiere.models.doc.transformer_doc import TransformerDocConfig, TransformerDocModel, block_problems, grouped_bilinear
 
 FUSIONS = ("key", "mean")
 EXTRACTORS = ("linear", "bilinear")
