@@ -16,6 +16,8 @@ def test_every_task_implements_the_protocol(name):
     for member in ("read", "parse", "relation_ids", "decode", "tune_threshold", "metrics", "metric_options",
                    "metrics_train", "score_files"):
         assert callable(getattr(task, member)), member
+    assert task.request_field in ("documents", "sentences") and task.level.endswith("-level")
+    assert task.ranked is not task.evidence  # bags: a ranking explained by attention; documents: facts with evidence
 
 
 def test_document_task_rejects_bag_only_options_and_keeps_train_for_ign():

@@ -152,7 +152,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
 
     app = FastAPI(
         title="hiere serve",
-        summary=f"{service.name} ({'document' if service.task == 'doc' else 'bag'}-level relation extraction)",
+        summary=f"{service.name} ({service.task_spec.level} relation extraction)",
         description="Raw text -> relation triples with their evidence (`POST /extract`), DocRED documents or "
         "OpenNRE sentences -> prediction records (`POST /predict`). The page at `/` shows the same results.",
         lifespan=lifespan,

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hiere.api import Predictor
-from hiere.data.bags import Bag, parse_bags
-from hiere.data.docred import parse_documents
+from hiere.data.bags import Bag
 from hiere.errors import HiereInputError
 from hiere.extract import DEFAULT_WINDOW_TOKENS, extract, task_name
 from hiere.serve import schemas
 from hiere.serve.batching import MicroBatcher
 from hiere.serve.settings import ServeSettings
+from hiere.tasks import get_task
 from hiere.text.pipeline import EntitySpan, ParsedText, TextPipeline, check_text, entity_names, parse_entities
 
 EXAMPLE_COUNT = 4  # bundled examples offered by the page: the first documents of the Re-DocRED dev sample
@@ -96,6 +96,7 @@ class ModelService:
     def __init__(self, predictor: Predictor, settings: ServeSettings):
         self.predictor, self.settings = predictor, settings
         self.task = task_name(predictor)
+        self.task_spec = get_task(self.task)
         self.name = str(predictor.config.get("model", {}).get("name", "model"))
         self.pipeline = TextPipeline(check_english=settings.check_english)
         predictor._text_pipeline = self.pipeline  # model.extract() in this process shares the loaded spaCy
@@ -181,7 +182,8 @@ class ModelService:
                 results[index] = RequestProblem.one(422, text_field(error, job.prefix), error.message)
         groups: dict[tuple[float | None, int], list[int]] = defaultdict(list)
         for index in parsed:
-            threshold = jobs[index].threshold if self.task == "bag" else None  # documents: filtered after
+            # a ranked task's extraction applies the threshold itself; other tasks' triples are filtered after
+            threshold = jobs[index].threshold if self.task_spec.ranked else None
             groups[threshold, jobs[index].window_tokens].append(index)
         for (threshold, window_tokens), indices in groups.items():
             try:
@@ -208,7 +210,7 @@ class ModelService:
 
     def _text_result(self, job: TextJob, parsed: ParsedText, triples: list[dict[str, Any]],
                      calls: list[tuple[list, list[dict[str, Any]]]]) -> schemas.TextResult:
-        if self.task == "doc" and job.threshold is not None:
+        if not self.task_spec.ranked and job.threshold is not None:
             triples = [triple for triple in triples if triple["score"] >= job.threshold]
         if job.top_k is not None:
             triples = triples[: job.top_k]
@@ -227,7 +229,7 @@ class ModelService:
                 head_entity=entity_of.get((triple["head"], triple["head_type"])),
                 tail_entity=entity_of.get((triple["tail"], triple["tail_type"])),
                 evidence_sentences=evidence,
-                attention=bag_attention(triple, calls, document.sents) if self.task == "bag" else None,
+                attention=None if self.task_spec.evidence else bag_attention(triple, calls, document.sents),
             )
             explained.append(schemas.ExplainedTriple(**triple, explanation=explanation))
         return schemas.TextResult(title=job.title, triples=explained, document=document_view(parsed, names))
@@ -236,11 +238,11 @@ class ModelService:
 
     def check_predict(self, request: schemas.PredictRequest) -> tuple[str, list]:
         """``(field, records)`` of a /predict request, checked against the model's task and the limits."""
-        wanted, other = ("documents", "sentences") if self.task == "doc" else ("sentences", "documents")
+        wanted = self.task_spec.request_field
+        other = next(field for field in ("documents", "sentences") if field != wanted)
         records = getattr(request, wanted)
         if getattr(request, other) is not None:
-            kind = "document-level" if self.task == "doc" else "bag-level"
-            raise RequestProblem.one(422, other, f"{self.name} is a {kind} model: send {wanted}")
+            raise RequestProblem.one(422, other, f"{self.name} is a {self.task_spec.level} model: send {wanted}")
         if records is None:
             raise RequestProblem.one(422, wanted, f"missing: {self.name} reads {wanted}")
         if not records:
@@ -256,16 +258,14 @@ class ModelService:
         raw = [record.model_dump(exclude_none=True) for record in records]
         relations = self.predictor.relations.relations
         try:
-            if self.task == "doc":
-                examples: list = parse_documents(raw, source="request", relations=relations)
-            else:
-                examples = parse_bags(raw, source="request", relations=relations)
+            examples = self.task_spec.parse(raw, relations=relations, source="request")
         except HiereInputError as error:
             raise RequestProblem.one(422, record_field(error, wanted), error.message) from None
         try:
             predictions = self.predictor.predict(examples, explain=request.explain)
         except HiereInputError as error:
-            field = record_field(error, wanted) if self.task == "doc" else wanted
+            # an example that gathers several request records (a bag of sentences) is named by the whole list
+            field = record_field(error, wanted) if self.task_spec.records_are_examples else wanted
             raise RequestProblem.one(422, field, error.message) from None
         return schemas.PredictResponse(model=self.name, task=self.task, predictions=predictions)
 

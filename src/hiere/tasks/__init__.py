@@ -26,13 +26,17 @@ class Task(Protocol):
     name: str  # "doc" | "bag"
     primary_metric: str  # the dev metric that selects the best epoch by default
     unit: str  # "documents" | "bags", for messages
-    evidence: bool  # predictions carry evidence sentence ids (and evaluation scores them)
+    evidence: bool  # predictions carry evidence sentence ids (and evaluation scores them); else attention
+    ranked: bool  # decode keeps every (pair, relation) with its score, a ranking: a cut-off is the caller's
+    level: str  # "document-level" | "bag-level", for messages
+    request_field: str  # what a request or an input file holds: "documents" | "sentences"
+    records_are_examples: bool  # one input record is one example (a document); bag sentences group into bags
 
     def read(self, path: str | Path, relations: Iterable[str] | None = None, require_labels: bool = False,
              **options: Any) -> list:
         """A data file -> validated examples; a bad record is one :class:`HiereInputError`."""
 
-    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None) -> list:
+    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None, source: str = "<input>") -> list:
         """In-memory records (dicts of the file format, or examples) -> validated examples."""
 
     def relation_ids(self, examples: list) -> set[str]:

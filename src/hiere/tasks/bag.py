@@ -28,6 +28,10 @@ class BagTask:
     primary_metric = "pr_auc"
     unit = "bags"
     evidence = False  # bags explain with sentence attention, not evidence ids
+    ranked = True  # every pair x every non-NA relation: the PR curve's ranking
+    level = "bag-level"
+    request_field = "sentences"  # a bag is the sentences of one entity pair
+    records_are_examples = False
 
     def read(
         self,
@@ -43,10 +47,11 @@ class BagTask:
             path, relations, mode=mode, require_labels=require_labels, limit=limit, offset=offset
         )
 
-    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None) -> list[Bag]:
+    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None, source: str = "<input>"
+              ) -> list[Bag]:
         from hiere.data.bags import parse_bags
 
-        return parse_bags(records, relations=relations)
+        return parse_bags(records, source=source, relations=relations)
 
     def relation_ids(self, examples: list[Bag]) -> set[str]:
         return {r for bag in examples for r in bag.relations if r != NA}

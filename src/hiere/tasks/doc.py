@@ -27,6 +27,10 @@ class DocTask:
     primary_metric = "f1"
     unit = "documents"
     evidence = True  # records carry evidence sentence ids; Evi P / R / F1 score them
+    ranked = False  # decode keeps the facts at or above the threshold
+    level = "document-level"
+    request_field = "documents"
+    records_are_examples = True
 
     def read(
         self, path: str | Path, relations: Iterable[str] | None = None, require_labels: bool = False, **slicing: Any
@@ -36,10 +40,11 @@ class DocTask:
             return read_pubtator(path, relations, require_labels=require_labels, **slicing)
         return read_docred(path, relations, require_labels=require_labels, **slicing)
 
-    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None) -> list[Document]:
+    def parse(self, records: Iterable[Any], relations: Iterable[str] | None = None, source: str = "<input>"
+              ) -> list[Document]:
         from hiere.data.docred import parse_documents
 
-        return parse_documents(records, relations=relations)
+        return parse_documents(records, source=source, relations=relations)
 
     def relation_ids(self, examples: list[Document]) -> set[str]:
         return {fact.r for doc in examples for fact in doc.facts}
