@@ -28,6 +28,7 @@ from hiere.data.docred import Document
 from hiere.data.relations import NA, RelationMap
 from hiere.errors import HiereInputError
 from hiere.io import parse_json
+from hiere.tasks import get_task
 from hiere.text.pipeline import (
     BIOMEDICAL_TYPES,
     EntitySpan,
@@ -279,12 +280,12 @@ def extract(
     if threshold is not None and not (isinstance(threshold, int | float) and 0.0 <= threshold <= 1.0):
         raise HiereInputError(None, None, "threshold", f"must be a score in [0, 1], got {threshold!r}")
     pipeline = pipeline or text_pipeline(predictor)
-    task = task_name(predictor)
-    if threshold is None:
-        threshold = float(getattr(predictor, "threshold", 0.5)) if task == "bag" else 0.5
+    task = get_task(task_name(predictor))
+    if threshold is None:  # a ranked task keeps every score: its tuned threshold cuts; others decode at theirs
+        threshold = float(getattr(predictor, "threshold", 0.5)) if task.ranked else 0.5
     report = on_error or (lambda error: LOGGER.warning("skipped: %s", error))
     pending: list[_Part] = []
-    biomedical = task == "doc" and is_biomedical(predictor)
+    biomedical = is_biomedical(predictor)  # only document models read PubTator files
     merged: dict[int, list[list[dict[str, Any]]]] = {}  # input index -> triples of each part read so far
 
     def flush() -> tuple[int, HiereInputError] | None:
@@ -315,7 +316,7 @@ def extract(
                     _check_biomedical(parsed, source, index)
                 if len(parsed.document.entities) < 2:
                     continue
-                if task == "bag":
+                if not task.records_are_examples:  # a bag model reads the text's sentences, pair by pair
                     merged[index].append(_extract_bags(predictor, parsed, threshold))
                     continue
                 windows = _model_windows(parsed, index, len(pending), window_tokens, biomedical)
