@@ -73,3 +73,14 @@ def test_no_import_cycle():
         if module not in state:
             visit(module)
     assert cycles == []
+
+
+def test_no_task_branch_outside_the_tasks_package():
+    """Code outside ``hiere.tasks`` asks the task (``hiere.tasks.Task``) instead of testing its name."""
+    import re
+
+    pattern = re.compile(r"""task\s*[!=]=\s*["'](doc|bag)["']|["'](doc|bag)["']\s*[!=]=\s*\S*task""")
+    found = [f"{path.relative_to(SOURCE)}:{number}" for path in sorted((SOURCE / "hiere").rglob("*.py"))
+             if "tasks" not in path.relative_to(SOURCE / "hiere").parts
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert found == []

@@ -43,6 +43,7 @@ from typing import Any, TextIO
 
 from hiere.errors import HiereInputError
 from hiere.io import dumps_json, iter_json_list, parse_json, write_chunks_atomic, write_text_atomic
+from hiere.tasks import get_task
 
 LOGGER = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -136,7 +137,7 @@ def input_kind(path: Path, command: str, task: str, input_format: str = "auto") 
                               "--engine, or convert the documents to DocRED JSON")
     with open(path, "rb") as handle:
         head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    prefix = "docred" if task == "doc" else "bags"
+    prefix = "docred" if get_task(task).records_are_examples else "bags"  # bag sentences group by pair
     return f"{prefix}-json" if head.startswith(b"[") else f"{prefix}-jsonl"
 
 
@@ -324,7 +325,7 @@ class BlockWorker:
         records = list(read_block(block))
         if self.job.command == "extract":
             lines, errors, documents, triples = _extract_block(self.predictor, self.job.options, block, records)
-        elif self.predictor.model.task == "doc":
+        elif self.predictor.task.records_are_examples:
             lines, errors, documents, triples = _predict_documents(self.predictor, self.job.options, block, records)
         else:
             lines, errors, documents, triples = _predict_bags(self.predictor, self.job.options, block, records)
@@ -690,7 +691,7 @@ def run_job(job: Job, inputs: Iterable[str], out_dir: str | Path, *, runner: Run
     pending = [block for block, entry in zip(blocks, manifest["blocks"], strict=True) if not entry["done"]]
     skipped = len(blocks) - len(pending)
     total = sum(info["records"] for info in input_infos)
-    unit = "sentences" if job.command == "predict" and task == "bag" else "documents"
+    unit = get_task(task).request_field if job.command == "predict" else "documents"
     label = f"hiere {job.command}"
     if skipped:
         print(f"{label}: resuming {out}: {skipped} of {len(blocks)} shards already done", file=stream)
@@ -726,7 +727,7 @@ def run_job(job: Job, inputs: Iterable[str], out_dir: str | Path, *, runner: Run
     manifest["summary"] = summary
     _write_manifest(out, manifest)
     what = "triples" if job.command == "extract" else "predictions"
-    task_unit = "bags" if task == "bag" and job.command == "predict" else "documents"
+    task_unit = get_task(task).unit if job.command == "predict" else "documents"
     line = (f"{label}: {summary['documents']:,} {task_unit}, {summary[what]:,} {what}, {summary['errors']:,} "
             f"errors in {format_seconds(seconds)} ({report.rate():.2f} {unit}/s); {len(blocks)} shards "
             f"({skipped} already done) -> {out}")
