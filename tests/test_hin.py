@@ -86,7 +86,7 @@ def test_shapes_loss_and_gradients(model, documents, relations) -> None:
         "W_r.weight",
     ):
         assert model.get_parameter(name).grad.abs().sum() > 0, name
-    assert model.word_embedding.embedding.weight.grad is None  # GloVe stays fixed
+    assert model.encoder.embedding.weight.grad is None  # GloVe stays fixed
 
 
 def test_sentence_layout_cuts_each_sentence(documents) -> None:
@@ -227,12 +227,12 @@ def test_transformer_words_frozen_with_windows(relations, documents) -> None:
     feature = model.featurize(documents[1])
     assert len(feature["input_ids"]) > 64  # longer than one window: encoded in overlapping windows
     assert feature["word_features"].shape == (len(documents[1].tokens), model.encoder.hidden_size)  # every word
-    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert not any(p.requires_grad for p in model.encoder.transformer.parameters())
     model.train()
     output = model(model.collate([model.featurize(doc) for doc in documents[:2]]))
     output["loss"].backward()
-    assert model.word_projection.weight.shape == (100, model.encoder.hidden_size)
-    assert model.word_projection.weight.grad.abs().sum() > 0
+    assert model.encoder.word_projection.weight.shape == (100, model.encoder.hidden_size)
+    assert model.encoder.word_projection.weight.grad.abs().sum() > 0
 
 
 def test_transformer_words_fine_tuned(relations, documents) -> None:
@@ -277,3 +277,13 @@ def test_train_save_load_predict_with_evidence(tmp_path) -> None:
     assert all(len(r["evidence"]) == 1 and r["evidence"][0] in e["evidence"] for r, e in zip(one, records, strict=True))
     assert all(r["evidence"] == [] for r in predictor.predict(documents, evidence_min_score=1.01))
     assert predictor.predict(documents, explain=False)[0].keys() == {"title", "h_idx", "t_idx", "r", "score"}
+
+
+def test_hin_weights_saved_under_the_earlier_names_still_load(relations, documents) -> None:
+    model = build(relations, documents)
+    old = {name.replace("encoder.", "word_embedding.", 1) if name.startswith("encoder.") else name: value
+           for name, value in model.state_dict().items()}
+    assert "word_embedding.embedding.weight" in old
+    fresh = build(relations, documents)
+    fresh.load_state_dict(type(fresh).upgrade_state_dict(old))
+    assert torch.equal(fresh.encoder.embedding.weight, model.encoder.embedding.weight)

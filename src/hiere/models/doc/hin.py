@@ -33,10 +33,10 @@ from hiere.data.padding import pad_sequences
 from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
 from hiere.encoders.glove import DEFAULT as GLOVE_DEFAULT
-from hiere.encoders.glove import WordEmbedding, glove_dim
+from hiere.encoders.glove import glove_dim
 from hiere.encoders.lstm import BiLSTM
 from hiere.encoders.transformer import DEFAULT as ENCODER_DEFAULT
-from hiere.encoders.transformer import TransformerEncoder, word_features
+from hiere.encoders.words import GloVeWords, TransformerWords
 from hiere.errors import HiereConfigError
 from hiere.evidence import rows_of_scores
 from hiere.models.base import HiereModel, ModelConfig, Resources
@@ -192,28 +192,23 @@ class HIN(HiereModel):
     task = "doc"
     decision = "global"
     Config = HINConfig
+    # before the word encoders (hiere.encoders.words) owned these weights
+    renamed_weights: ClassVar[dict[str, str]] = {"word_embedding.": "encoder.",
+                                                 "word_projection.": "encoder.word_projection."}
 
     def __init__(self, config: HINConfig, resources: Resources):
         super().__init__(config, resources)
         if config.words not in ("glove", "transformer"):
             raise HiereConfigError(f"model.words must be glove or transformer, got {config.words!r}")
         types = resources.vocabs["types"]
+        self.encoder: GloVeWords | TransformerWords  # the input layer's word vectors (§3.1)
         if config.words == "glove":
-            word_dim = resources.extra["word_dim"]
-            self.word_embedding = WordEmbedding(
-                len(resources.vocabs["words"]), word_dim, config.freeze_embeddings
-            )
+            self.encoder = GloVeWords(resources.vocabs["words"], resources.extra["word_dim"], config.glove,
+                                      config.freeze_embeddings)
         else:
-            self.encoder = TransformerEncoder(
-                config.encoder,
-                resources.model_dir,
-                config.max_length,
-                config.window_overlap,
-                pretrained=False,
-            )
-            self.encoder.requires_grad_(config.fine_tune)
-            word_dim = config.projection_dim
-            self.word_projection = nn.Linear(self.encoder.hidden_size, word_dim)  # 768 -> 100 in the paper
+            self.encoder = TransformerWords(config.encoder, resources.model_dir, config.max_length,
+                                            config.window_overlap, config.projection_dim, config.fine_tune)
+        word_dim = self.encoder.output_size
         self.type_embedding = nn.Embedding(len(types), config.type_dim, padding_idx=0)
         self.coref_embedding = nn.Embedding(config.max_entities + 1, config.coref_dim, padding_idx=0)
         self.dropout = nn.Dropout(config.dropout)
@@ -246,14 +241,10 @@ class HIN(HiereModel):
         return Resources(relations, {"words": words, "types": types}, {"word_dim": glove_dim(config.glove)})
 
     def init_pretrained(self) -> None:
-        if self.config.words == "glove":
-            self.word_embedding.load_pretrained(self.resources.vocabs["words"], self.config.glove)
-        else:
-            self.encoder.load_pretrained()
+        self.encoder.init_pretrained()
 
     def save_assets(self, model_dir: Path) -> None:
-        if self.config.words == "transformer":
-            self.encoder.save_assets(model_dir)
+        self.encoder.save_assets(model_dir)
 
     def featurize(self, example: Document) -> dict[str, Any]:
         """DocRED baseline inputs (:func:`featurize_document`); transformer words: subword ids and word
@@ -264,55 +255,20 @@ class HIN(HiereModel):
             )
         vocabs = self.resources.vocabs
         features = featurize_document(example, vocabs["words"], vocabs["types"], self.relations)
-        if self.config.words == "transformer":
-            tokenized = self.encoder.tokenize(example.tokens)
-            features["input_ids"] = tokenized.input_ids
-            features["word_spans"] = tokenized.word_spans
-            if not self.config.fine_tune:
-                features["word_features"] = self.frozen_word_features(
-                    tokenized.input_ids, tokenized.word_spans
-                )
+        features.update(self.encoder.featurize_words(example))
         return features
-
-    @torch.no_grad()
-    def frozen_word_features(self, input_ids: list[int], word_spans: list[tuple[int, int]]) -> torch.Tensor:
-        """Fixed encoder features, averaged over each word's subwords -> (n_words, H) on CPU."""
-        was_training = self.encoder.training
-        self.encoder.eval()
-        ids, mask = self.encoder.collate([input_ids])
-        device = next(self.encoder.parameters()).device
-        hidden, _ = self.encoder(ids.to(device), mask.to(device))  # windows for long documents
-        self.encoder.train(was_training)
-        return word_features(hidden.float(), [word_spans])[0].cpu()
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = collate_documents(features)
         batch.update(sentence_layout(batch["sent_spans"], batch["word_ids"].shape[1]))
-        if self.config.words == "transformer":
-            if self.config.fine_tune:
-                batch["input_ids"], batch["attention_mask"] = self.encoder.collate(
-                    [f["input_ids"] for f in features]
-                )
-                batch["word_spans"] = [f["word_spans"] for f in features]
-            else:
-                batch["word_features"] = nn.utils.rnn.pad_sequence(
-                    [f["word_features"] for f in features], batch_first=True
-                )  # (batch, seq, H)
+        batch.update(self.encoder.collate_words(features))
         return batch
 
     # ---------------------------------------------------------------- forward
 
     def word_vectors(self, batch: dict[str, Any]) -> torch.Tensor:
         """Input layer (§3.1): [word; entity type; coreference] -> (batch, seq, input_dim)."""
-        if self.config.words == "glove":
-            words = self.word_embedding(batch["word_ids"])
-        else:
-            if self.config.fine_tune:
-                hidden, _ = self.encoder(batch["input_ids"], batch["attention_mask"])  # (batch, subwords, H)
-                features = word_features(hidden, batch["word_spans"])  # (batch, seq, H)
-            else:
-                features = batch["word_features"]
-            words = self.word_projection(features[:, : batch["word_ids"].shape[1]])  # (batch, seq, 100)
+        words = self.encoder.encode_words(batch)  # (batch, seq, word_dim)
         return torch.cat(
             [words, self.type_embedding(batch["type_ids"]), self.coref_embedding(batch["coref_ids"])], -1
         )
