@@ -287,3 +287,25 @@ def test_hin_weights_saved_under_the_earlier_names_still_load(relations, documen
     fresh = build(relations, documents)
     fresh.load_state_dict(type(fresh).upgrade_state_dict(old))
     assert torch.equal(fresh.encoder.embedding.weight, model.encoder.embedding.weight)
+
+
+def test_bilstm_re_reads_words_through_either_word_encoder(relations, documents, tmp_path) -> None:
+    """BiLSTM-RE takes the same word encoders as HIN: GloVe (the baseline) or transformer features."""
+    from hiere.encoders.words import GloVeWords, TransformerWords
+    from hiere.models.doc.bilstm import BiLSTMConfig, BiLSTMRE
+
+    for words, encoder_class in (("glove", GloVeWords), ("transformer", TransformerWords)):
+        config = BiLSTMConfig.from_dict({"hidden": 16, "words": words, "max_length": 64, "window_overlap": 16})
+        torch.manual_seed(0)
+        model = BiLSTMRE(config, BiLSTMRE.build_resources(config, documents, relations))
+        model.init_pretrained()
+        assert isinstance(model.encoder, encoder_class)
+        model.train()
+        output = model(model.collate([model.featurize(doc) for doc in documents[:2]]))
+        output["loss"].backward()
+        assert model.lstm.forward_lstm.weight_ih_l0.grad.abs().sum() > 0
+        if words == "transformer":
+            assert model.encoder.word_projection.weight.grad.abs().sum() > 0
+            assert not any(p.requires_grad for p in model.encoder.transformer.parameters())  # fixed features
+    with pytest.raises(HiereConfigError, match="model.words must be glove or transformer"):
+        BiLSTMConfig.from_dict({"words": "elmo"})

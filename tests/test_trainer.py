@@ -132,7 +132,7 @@ def test_bilstm_gradients_reach_every_trainable_parameter(redocred_docs):
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-    assert not model.word_embedding.embedding.weight.requires_grad  # frozen GloVe by default
+    assert not model.encoder.embedding.weight.requires_grad  # frozen GloVe by default
 
 
 def test_entity_pair_bilinear_equals_bilinear_on_concatenations():
