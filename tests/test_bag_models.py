@@ -411,9 +411,9 @@ def test_sentence_dropout_applies_to_sentence_vectors_in_training_only(train_bag
         model.train()
         batch = batch_of(model, bags)
         torch.manual_seed(1)
-        first = model(batch)["loss"]
+        first = model(batch)["loss"].item()
         torch.manual_seed(2)
-        losses[rate] = (float(first), float(model(batch)["loss"]))
+        losses[rate] = (first, model(batch)["loss"].item())
         model.eval()
         with torch.no_grad():
             scores = [model(batch_of(model, pair_bags[:4]))["scores"] for _ in range(2)]
