@@ -44,6 +44,8 @@ from hiere.models.bag.common import (
     all_query_attention,
     attention_explanations,
     bag_membership,
+    collate_bags,
+    featurize_bag,
     sample_bag_sentences,
     selective_attention,
     training_groups,
@@ -140,11 +142,7 @@ class BertAtt(HiereModel):
         return self.encoder.featurize_sentence(sentence)
 
     def featurize(self, example: Bag) -> dict[str, Any]:
-        return {
-            "sentences": [self.featurize_sentence(s) for s in example.sentences],
-            "sentence_labels": [self.relations[s.relation] for s in example.sentences],
-            "bag_labels": example.relation_indices(self.relations),
-        }
+        return featurize_bag(self.encoder, example, self.relations)
 
     def sample_sentences(self, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """In training, bags above ``max_bag_sentences`` -> a random subset of their sentences
@@ -159,17 +157,7 @@ class BertAtt(HiereModel):
 
     def collate_sampled(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         """Tensors of bags whose sentences are already sampled (:meth:`sample_sentences`)."""
-        flat = [sentence for f in features for sentence in f["sentences"]]
-        sizes = [len(f["sentences"]) for f in features]
-        bag_labels = torch.zeros(len(features), len(self.relations))
-        for row, feature in enumerate(features):
-            bag_labels[row, feature["bag_labels"]] = 1.0
-        return {
-            **self.encoder.collate_sentences(flat),  # input_ids, attention_mask (n_sent, seq); spans (n_sent, 2)
-            "sentence_bag": torch.repeat_interleave(torch.arange(len(features)), torch.tensor(sizes)),  # (n_sent,)
-            "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
-            "bag_labels": bag_labels,  # (n_bags, n_relations) multi-hot, NA column set for NA bags
-        }
+        return collate_bags(self.encoder, features, len(self.relations))
 
     # ---------------------------------------------------------------- network
 

@@ -234,29 +234,12 @@ class BagModel(HiereModel):
         self.encoder.save_assets(model_dir)
 
     def featurize(self, example: Bag) -> dict[str, Any]:
-        relations = self.relations
-        return {
-            "sentences": [self.encoder.featurize_sentence(s) for s in example.sentences],
-            "sentence_labels": [relations[s.relation] for s in example.sentences],
-            "bag_labels": example.relation_indices(relations),
-        }
+        return featurize_bag(self.encoder, example, self.relations)
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         if self.training and self.config.max_bag_sentences:
             features = sample_bag_sentences(features, self.config.max_bag_sentences)
-        flat = [sentence for f in features for sentence in f["sentences"]]
-        sizes = [len(f["sentences"]) for f in features]
-        bag_labels = torch.zeros(len(features), len(self.relations))
-        for row, feature in enumerate(features):
-            bag_labels[row, feature["bag_labels"]] = 1.0
-        return {
-            **self.encoder.collate_sentences(flat),  # (n_sent, seq) each
-            "sentence_bag": torch.repeat_interleave(
-                torch.arange(len(features)), torch.tensor(sizes)
-            ),  # (n_sent,)
-            "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
-            "bag_labels": bag_labels,  # (n_bags, n_relations) multi-hot, NA column set for NA bags
-        }
+        return collate_bags(self.encoder, features, len(self.relations))
 
     def aggregate(
         self, sentences: torch.Tensor, membership: torch.Tensor, labels: torch.Tensor
@@ -286,6 +269,31 @@ class BagModel(HiereModel):
         if explanations is not None:
             output["explanations"] = explanations
         return output
+
+
+def featurize_bag(encoder: Any, example: Bag, relations: RelationMap) -> dict[str, Any]:
+    """A bag's features: each sentence's (``encoder.featurize_sentence``), its label, the bag's labels."""
+    return {
+        "sentences": [encoder.featurize_sentence(s) for s in example.sentences],
+        "sentence_labels": [relations[s.relation] for s in example.sentences],
+        "bag_labels": example.relation_indices(relations),
+    }
+
+
+def collate_bags(encoder: Any, features: list[dict[str, Any]], n_relations: int) -> dict[str, Any]:
+    """Bags -> one flat batch of their sentences (``encoder.collate_sentences``), each sentence's bag row and
+    label, and the bags' multi-hot labels (the NA column set for NA bags)."""
+    flat = [sentence for f in features for sentence in f["sentences"]]
+    sizes = [len(f["sentences"]) for f in features]
+    bag_labels = torch.zeros(len(features), n_relations)
+    for row, feature in enumerate(features):
+        bag_labels[row, feature["bag_labels"]] = 1.0
+    return {
+        **encoder.collate_sentences(flat),  # (n_sent, ...) each
+        "sentence_bag": torch.repeat_interleave(torch.arange(len(features)), torch.tensor(sizes)),  # (n_sent,)
+        "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
+        "bag_labels": bag_labels,  # (n_bags, n_relations)
+    }
 
 
 def sample_bag_sentences(features: list[dict[str, Any]], cap: int, fixed: bool = False) -> list[dict[str, Any]]:
