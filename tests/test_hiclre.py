@@ -528,3 +528,39 @@ def test_weights_saved_under_the_earlier_names_still_load(train_bags, relations)
     fresh = build("bert_att", train_bags, relations, seed=1)
     fresh.load_state_dict(type(fresh).upgrade_state_dict(old))
     assert torch.equal(fresh.encoder.W_S.weight, model.encoder.W_S.weight)
+
+
+def test_inference_reads_large_batches_in_chunks_with_the_same_scores(train_bags, relations, monkeypatch):
+    import hiere.encoders.sentence as sentence
+
+    model = build("bert_att", train_bags, relations, max_length=24)
+    model.eval()
+    batch = batch_of(model, train_bags)
+    with torch.no_grad():
+        whole = model(batch)["scores"]
+        monkeypatch.setattr(sentence, "INFERENCE_CHUNK", 2)  # 5 sentences -> chunks of 2, 2, 1
+        chunked = model(batch)["scores"]
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+
+
+def test_inference_sampling_reads_opennre_bag_size_deterministically(relations):
+    bags = read_bags(GIDS / "gids_dev.txt", relations, mode="pair", limit=40)
+    chosen = [min(bags, key=lambda b: b.size), max(bags, key=lambda b: b.size)]
+    assert chosen[0].size == 1 and chosen[1].size >= 3
+    model = build("bert_att", bags, relations, max_bag_sentences=2, inference_sampling=True)
+    model.eval()
+    batch = batch_of(model, chosen)
+    assert torch.bincount(batch["sentence_bag"]).tolist() == [2, 2]  # every bag read as exactly 2 sentences
+    assert batch["sentence_origin"][0] == [0, 0] and batch["original_sizes"] == [1, chosen[1].size]
+    assert batch_of(model, chosen)["sentence_origin"] == batch["sentence_origin"]  # seeded: same draw each time
+    assert batch_of(model, chosen[1:])["sentence_origin"] == batch["sentence_origin"][1:]  # whatever the batch
+    with torch.no_grad():
+        output = model(batch)
+        alone = model(batch_of(model, chosen[1:]))
+    torch.testing.assert_close(alone["scores"][0], output["scores"][1], atol=1e-5, rtol=1e-4)
+    for row, bag in enumerate(chosen):  # explanations still name the whole bag's sentences
+        weights = output["explanations"][row]["by_relation"][relations.relations[1]]["attention"]["weights"][0]
+        assert len(weights) == bag.size and math.isclose(sum(weights), 1.0, abs_tol=1e-4)
+        assert sum(w > 0 for w in weights) <= 2
+    with pytest.raises(HiereConfigError, match="inference_sampling=true needs model.max_bag_sentences >= 1"):
+        build("bert_att", bags, relations, max_bag_sentences=0, inference_sampling=True)

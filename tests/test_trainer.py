@@ -191,3 +191,29 @@ def test_fused_optimizer_where_supported():
     assert isinstance(make_optimizer(model, TrainerConfig(optimizer="sgd")), torch.optim.SGD)
     with pytest.raises(HiereConfigError, match="fused=true needs optimizer adam or adamw"):
         make_optimizer(model, TrainerConfig(optimizer="sgd", fused=True))
+
+
+def test_weight_decay_exempt_bias_norm_splits_the_groups():
+    from hiere.training.trainer import decay_exempt_names, make_optimizer
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 3)
+            self.LayerNorm = torch.nn.LayerNorm(3)
+            self.diag = torch.nn.Parameter(torch.ones(3))  # 1-d but neither a bias nor a norm: decays
+
+        def parameter_groups(self, lr, encoder_lr, weight_decay):
+            return [{"params": list(self.parameters()), "lr": lr, "weight_decay": weight_decay}]
+
+    model = Tiny()
+    assert decay_exempt_names(model) == {"linear.bias", "LayerNorm.weight", "LayerNorm.bias"}
+    optimizer = make_optimizer(model, TrainerConfig(weight_decay=0.01, weight_decay_exempt="bias_norm"))
+    by_decay = {group["weight_decay"]: {id(p) for p in group["params"]} for group in optimizer.param_groups}
+    assert by_decay[0.01] == {id(model.linear.weight), id(model.diag)}
+    assert by_decay[0.0] == {id(model.linear.bias), id(model.LayerNorm.weight), id(model.LayerNorm.bias)}
+    assert all(group["lr"] == 1e-3 for group in optimizer.param_groups)
+    default = make_optimizer(model, TrainerConfig(weight_decay=0.01))
+    assert [group["weight_decay"] for group in default.param_groups] == [0.01]  # none: everything decays
+    with pytest.raises(HiereConfigError, match="trainer.weight_decay_exempt='norm': must be one of none, bias_norm"):
+        TrainerConfig(weight_decay_exempt="norm")

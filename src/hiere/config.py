@@ -39,6 +39,7 @@ DATA_KEYS = ("train", "dev", "test", "relations", "long_tail", "train_slice", "d
 DATA_FILES = ("train", "dev", "test", "relations", "long_tail")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("linear", "constant")
+DECAY_EXEMPTIONS = ("none", "bias_norm")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 SPLITS = ("train", "dev", "test")
@@ -58,6 +59,9 @@ class TrainerConfig:
     lr: float = 1e-3  # learning rate
     encoder_lr: float | None = None  # separate learning rate for a pretrained transformer (None: same as lr)
     weight_decay: float = 0.0  # weight decay (decoupled for adamw, L2 for adam and sgd)
+    # none: every weight decays | bias_norm: biases and normalization weights do not (OpenNRE's BERT code,
+    # Hugging Face's examples)
+    weight_decay_exempt: str = "none"
     adam_epsilon: float = 1e-8  # eps of Adam/AdamW (torch's default)
     momentum: float = 0.9  # sgd only
     warmup_ratio: float = 0.0  # share of the optimizer steps spent on linear warmup, in [0, 1)
@@ -104,6 +108,8 @@ class TrainerConfig:
             ("momentum", self.momentum >= 0, "must be >= 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
             ("schedule", self.schedule in SCHEDULES, f"must be one of {', '.join(SCHEDULES)}"),
+            ("weight_decay_exempt", self.weight_decay_exempt in DECAY_EXEMPTIONS,
+             f"must be one of {', '.join(DECAY_EXEMPTIONS)}"),
             ("max_grad_norm", self.max_grad_norm >= 0, "must be >= 0 (0: no clipping)"),
             ("grad_accumulation", self.grad_accumulation >= 1, "must be >= 1"),
             ("length_buckets", self.length_buckets >= 0, "must be >= 0"),

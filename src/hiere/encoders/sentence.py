@@ -31,6 +31,7 @@ from hiere.errors import HiereConfigError
 
 SENTENCE_POOLINGS = ("paper", "entity_start")
 ENTITY_START_MARKERS = ("[unused0]", "[unused1]", "[unused2]", "[unused3]")  # head start/end, tail start/end
+INFERENCE_CHUNK = 256  # sentences per encoder call when no gradient is needed (TransformerSentenceEncoder)
 
 
 @runtime_checkable
@@ -178,10 +179,29 @@ class TransformerSentenceEncoder(TransformerEncoder):
     # ---------------------------------------------------------------- network
 
     def sentence_states(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Eq. 1 and footnote 2 -> ``h_e1, h_e2, h_[CLS]``, each (n_sent, d)."""
-        hidden, _ = self(batch["input_ids"], batch["attention_mask"])  # (n_sent, seq, d)
+        """Eq. 1 and footnote 2 -> ``h_e1, h_e2, h_[CLS]``, each (n_sent, d).
+
+        Without gradients (dev, test, ``hiere predict``) the sentences go through the encoder
+        :data:`INFERENCE_CHUNK` at a time, each chunk cut to its own longest sentence: an evaluation batch of
+        bags can hold thousands of sentences (one NYT10 bag has 1,010), and the encoder's activations grow
+        with their number. Each sentence is read alone either way (attention never crosses rows).
+        """
+        input_ids, mask = batch["input_ids"], batch["attention_mask"]
+        if torch.is_grad_enabled() or input_ids.shape[0] <= INFERENCE_CHUNK:
+            return self._states(input_ids, mask, batch["head_span"], batch["tail_span"])
+        parts = []
+        for start in range(0, input_ids.shape[0], INFERENCE_CHUNK):
+            rows = slice(start, start + INFERENCE_CHUNK)
+            width = int(mask[rows].sum(1).max())
+            parts.append(self._states(input_ids[rows, :width], mask[rows, :width],
+                                      batch["head_span"][rows], batch["tail_span"][rows]))
+        return tuple(torch.cat(level) for level in zip(*parts, strict=True))  # type: ignore[return-value]
+
+    def _states(self, input_ids: torch.Tensor, mask: torch.Tensor, head_span: torch.Tensor,
+                tail_span: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hidden, _ = self(input_ids, mask, attentions=False)  # (n_sent, seq, d)
         hidden = hidden.float()
-        return entity_mean(hidden, batch["head_span"]), entity_mean(hidden, batch["tail_span"]), hidden[:, 0]
+        return entity_mean(hidden, head_span), entity_mean(hidden, tail_span), hidden[:, 0]
 
     def represent(self, h_e1: torch.Tensor, h_e2: torch.Tensor, h_cls: torch.Tensor) -> torch.Tensor:
         """Eq. 2: ``h_S = tanh([h_e1 ‖ h_e2 ‖ h_[CLS]] W_S) + b_S`` -> (n_sent, d); ``pooling: entity_start``:

@@ -200,17 +200,19 @@ class TransformerEncoder(nn.Module):
         return [(round(i * (content - size) / (count - 1)), size) for i in range(count)]
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``input_ids``, ``attention_mask``: ``(batch, seq)`` with ``[CLS] ... [SEP]`` then padding.
 
-        Returns ``hidden (batch, seq, hidden)`` and last-layer ``attention (batch, heads, seq, seq)``.
+        Returns ``hidden (batch, seq, hidden)`` and last-layer ``attention (batch, heads, seq, seq)``;
+        ``attentions=False`` (sequences of at most ``max_length``): ``None`` instead, and no layer's attention
+        is kept (Hugging Face otherwise returns every layer's, ``layers x batch x heads x seq²`` floats).
         """
         if input_ids.shape[1] <= self.max_length:
             output = self.transformer(
-                input_ids=input_ids, attention_mask=attention_mask, output_attentions=True
+                input_ids=input_ids, attention_mask=attention_mask, output_attentions=attentions
             )
-            return output.last_hidden_state, output.attentions[-1]
+            return output.last_hidden_state, (output.attentions[-1] if attentions else None)
         return self._forward_windows(input_ids, attention_mask)
 
     def _forward_windows(

@@ -109,8 +109,39 @@ def use_fused(model: HiereModel, trainer: TrainerConfig) -> bool:
     return fused
 
 
+def decay_exempt_names(model: torch.nn.Module) -> set[str]:
+    """``weight_decay_exempt: bias_norm``: every bias and every weight of a normalization module (LayerNorm,
+    BatchNorm, GroupNorm, RMSNorm, or a class whose name says ``Norm``)."""
+    names = {name for name, _ in model.named_parameters() if name.rsplit(".", 1)[-1] == "bias"}
+    for module_name, module in model.named_modules():
+        if "Norm" in type(module).__name__:
+            prefix = f"{module_name}." if module_name else ""
+            names.update(prefix + name for name, _ in module.named_parameters(recurse=False))
+    return names
+
+
+def exempt_from_decay(model: torch.nn.Module, groups: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
+    """Split each decayed group into its decayed and its exempt parameters (same learning rate)."""
+    if rule == "none":
+        return groups
+    exempt = decay_exempt_names(model)
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    split = []
+    for group in groups:
+        params = list(group["params"])
+        kept = [p for p in params if names.get(id(p)) not in exempt]
+        free = [p for p in params if names.get(id(p)) in exempt]
+        if not group.get("weight_decay") or not free:
+            split.append(group)
+            continue
+        split.append({**group, "params": kept})
+        split.append({**group, "params": free, "weight_decay": 0.0})
+    return [group for group in split if group["params"]]
+
+
 def make_optimizer(model: HiereModel, trainer: TrainerConfig) -> torch.optim.Optimizer:
     groups = model.parameter_groups(trainer.lr, trainer.encoder_lr, trainer.weight_decay)
+    groups = exempt_from_decay(model, groups, trainer.weight_decay_exempt)
     name, fused = trainer.optimizer, use_fused(model, trainer)
     if name == "adamw":
         return torch.optim.AdamW(groups, eps=trainer.adam_epsilon, fused=fused or None)

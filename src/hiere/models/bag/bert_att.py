@@ -19,7 +19,9 @@ the states of the two start markers concatenated and passed through one linear l
 ``2d``), ``attention_query: free | classifier`` (OpenNRE: the query of ``r`` is the classifier's row ``W_r``
 times a learned diagonal) and ``bag_sampling: cap | fixed`` (OpenNRE's ``bag_size``: every training bag is
 read as exactly ``max_bag_sentences`` sentences, small bags padded by drawing their sentences again).
-OpenNRE also samples ``bag_size`` sentences per bag at *test* time; hiere always scores every sentence.
+OpenNRE also reads ``bag_size`` sampled sentences per bag at dev and *test* time; hiere scores every sentence
+unless ``inference_sampling: true`` (then each bag is read as exactly ``max_bag_sentences`` sentences, drawn
+with a generator seeded by its entity pair, so evaluation stays deterministic and batch-independent).
 
 Training uses the gold relation's query (OpenNRE training bags); at test time every relation ``r`` builds its
 own bag representation and is scored by ``p(r | S, q_r)``. Explanations: each relation's sentence attention.
@@ -72,6 +74,9 @@ class BertAttConfig(ModelConfig):
     pooling: str = "paper"  # paper (eq. 2) | entity_start (OpenNRE's BERTEntityEncoder)
     attention_query: str = "free"  # free (paper: A r) | classifier (OpenNRE: W_r * learned diagonal)
     bag_sampling: str = "cap"  # cap: at most max_bag_sentences | fixed: exactly that many (OpenNRE bag_size)
+    # dev/test/predict read every sentence (false), or exactly max_bag_sentences drawn per bag, seeded by the
+    # entity pair (true: OpenNRE's bag_size at test time); attention explanations still name whole-bag sentences
+    inference_sampling: bool = False
 
     def __post_init__(self) -> None:
         for key, allowed in (("pooling", POOLINGS), ("attention_query", QUERIES), ("bag_sampling", BAG_SAMPLINGS)):
@@ -79,6 +84,8 @@ class BertAttConfig(ModelConfig):
                 raise HiereConfigError(f"model.{key} must be one of {allowed}, got {getattr(self, key)!r}")
         if self.bag_sampling == "fixed" and self.max_bag_sentences < 1:
             raise HiereConfigError("model.bag_sampling=fixed needs model.max_bag_sentences >= 1")
+        if self.inference_sampling and self.max_bag_sentences < 1:
+            raise HiereConfigError("model.inference_sampling=true needs model.max_bag_sentences >= 1")
         if self.max_bag_sentences < 0:
             raise HiereConfigError(
                 f"model.max_bag_sentences must be 0 (no limit) or positive, got {self.max_bag_sentences}"
@@ -142,13 +149,21 @@ class BertAtt(HiereModel):
         return self.encoder.featurize_sentence(sentence)
 
     def featurize(self, example: Bag) -> dict[str, Any]:
-        return featurize_bag(self.encoder, example, self.relations)
+        features = featurize_bag(self.encoder, example, self.relations)
+        features["pair"] = f"{example.head_id}\t{example.tail_id}"  # seeds inference_sampling
+        return features
 
     def sample_sentences(self, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """In training, bags above ``max_bag_sentences`` -> a random subset of their sentences
-        (:func:`~hiere.models.bag.common.sample_bag_sentences`; ``bag_sampling: fixed`` fills smaller bags up)."""
+        (:func:`~hiere.models.bag.common.sample_bag_sentences`; ``bag_sampling: fixed`` fills smaller bags up).
+        At inference every sentence, or with ``inference_sampling`` exactly ``max_bag_sentences`` drawn per bag
+        from a generator seeded by the entity pair."""
         cap = self.config.max_bag_sentences
-        if not self.training or cap == 0:
+        if not self.training:
+            if not self.config.inference_sampling:
+                return features
+            return sample_bag_sentences(features, cap, fixed=True, by_pair=True)
+        if cap == 0:
             return features
         return sample_bag_sentences(features, cap, fixed=self.config.bag_sampling == "fixed")
 
@@ -184,7 +199,9 @@ class BertAtt(HiereModel):
         probabilities = torch.softmax(self.classifier(bags), dim=-1)  # (n_bags, R, R)
         scores = probabilities.diagonal(dim1=1, dim2=2)  # (n_bags, R): p(r | S, q_r)
         names = [["sentence_attention"] for _ in self.relations.relations]
-        explanations = attention_explanations(self.relations.relations, names, weights.unsqueeze(2), membership)
+        explanations = attention_explanations(
+            self.relations.relations, names, weights.unsqueeze(2), membership, batch
+        )
         return {"scores": scores, "explanations": explanations}
 
 

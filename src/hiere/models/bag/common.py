@@ -11,11 +11,13 @@ Training bags (``training_bags``):
 * ``"pair"``: one training bag per (entity pair, gold relation) over *all* the pair's sentences (the pair
   multi-label view: each gold relation queries the whole bag).
 
-Evaluation always uses whole entity-pair bags (deterministic, no sampling).
+Evaluation uses whole entity-pair bags, every sentence (``bert_att`` / ``hiclre`` can read OpenNRE's
+sample instead, ``inference_sampling``: deterministic, seeded by the entity pair).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -288,48 +290,69 @@ def collate_bags(encoder: Any, features: list[dict[str, Any]], n_relations: int)
     bag_labels = torch.zeros(len(features), n_relations)
     for row, feature in enumerate(features):
         bag_labels[row, feature["bag_labels"]] = 1.0
-    return {
+    batch = {
         **encoder.collate_sentences(flat),  # (n_sent, ...) each
         "sentence_bag": torch.repeat_interleave(torch.arange(len(features)), torch.tensor(sizes)),  # (n_sent,)
         "sentence_labels": torch.tensor([label for f in features for label in f["sentence_labels"]]),
         "bag_labels": bag_labels,  # (n_bags, n_relations)
     }
+    if any("sentence_index" in f for f in features):  # sampled bags: where each read sentence comes from
+        pairs = list(zip(features, sizes, strict=True))
+        batch["sentence_origin"] = [f.get("sentence_index", list(range(n))) for f, n in pairs]
+        batch["original_sizes"] = [f.get("original_size", n) for f, n in pairs]
+    return batch
 
 
-def sample_bag_sentences(features: list[dict[str, Any]], cap: int, fixed: bool = False) -> list[dict[str, Any]]:
+def sample_bag_sentences(
+    features: list[dict[str, Any]], cap: int, fixed: bool = False, by_pair: bool = False
+) -> list[dict[str, Any]]:
     """Training bags above ``cap`` sentences -> a random subset of ``cap`` of them (torch's generator, so seeded
     and restored by ``--resume``); ``fixed``: smaller bags are filled up to ``cap`` by drawing their sentences
-    again (OpenNRE's ``bag_size``). ``sentence_index`` keeps the original positions."""
+    again (OpenNRE's ``bag_size``). ``by_pair``: each bag's draw comes from a generator seeded by its entity
+    pair (the feature's ``pair``), so the sample does not depend on the batch, the run or the order (inference).
+    ``sentence_index`` keeps the original positions and ``original_size`` the bag's size."""
     sampled = []
     for feature in features:
-        if len(feature["sentences"]) == cap or (len(feature["sentences"]) < cap and not fixed):
+        size = len(feature["sentences"])
+        if size == cap or (size < cap and not fixed):
             sampled.append(feature)
             continue
-        keep = torch.randperm(len(feature["sentences"]))[:cap].sort().values.tolist()
+        generator = None
+        if by_pair:
+            generator = torch.Generator().manual_seed(zlib.crc32(feature["pair"].encode("utf-8")))
+        keep = torch.randperm(size, generator=generator)[:cap].sort().values.tolist()
         if fixed and len(keep) < cap:
-            keep += torch.randint(len(feature["sentences"]), (cap - len(keep),)).tolist()
+            keep += torch.randint(size, (cap - len(keep),), generator=generator).tolist()
         sampled.append({
             **feature,
             "sentences": [feature["sentences"][i] for i in keep],
             "sentence_labels": [feature["sentence_labels"][i] for i in keep],
             "sentence_index": keep,
+            "original_size": size,
         })
     return sampled
 
 
 def attention_explanations(
-    relations: list[str], level_names: list[list[str]], weights: torch.Tensor, membership: torch.Tensor
+    relations: list[str], level_names: list[list[str]], weights: torch.Tensor, membership: torch.Tensor,
+    batch: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Explanations per bag: for every non-NA relation, its chain and each level's weight per sentence.
 
     ``level_names[r]``: the node names of relation ``r`` per level; ``weights`` (n_bags, R, levels, n_sent).
     Returned as ``{"by_relation": {relation: {"attention": {"levels": [...], "weights": [[...], ...]}}}}``
-    so that each prediction record carries the attention that produced its own score.
+    so that each prediction record carries the attention that produced its own score. When the bags were
+    read through a sample of their sentences (``batch["sentence_origin"]``), each weight goes back to the
+    sentence it was drawn from (a sentence drawn twice gets the sum; one never drawn gets 0).
     """
+    origins = (batch or {}).get("sentence_origin")
     explanations = []
     for row in range(weights.shape[0]):
         members = membership[row].nonzero(as_tuple=True)[0]
         values = weights[row][:, :, members].tolist()  # (R, levels, n_members)
+        if origins is not None:
+            values = [[fold(level, origins[row], batch["original_sizes"][row]) for level in chain]
+                      for chain in values]
         by_relation = {
             relation: {
                 "attention": {
@@ -342,3 +365,11 @@ def attention_explanations(
         }
         explanations.append({"by_relation": by_relation})
     return explanations
+
+
+def fold(weights: list[float], origin: list[int], size: int) -> list[float]:
+    """Weights of sampled sentences -> one weight per sentence of the whole bag (summed over repeats)."""
+    folded = [0.0] * size
+    for weight, index in zip(weights, origin, strict=True):
+        folded[index] += weight
+    return folded

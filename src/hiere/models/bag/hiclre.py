@@ -402,7 +402,7 @@ class HiCLRE(BertAtt):
             names = [["sentence_attention"] for _ in relations]
             return {
                 "scores": scores,
-                "explanations": attention_explanations(relations, names, weights.unsqueeze(2), membership),
+                "explanations": attention_explanations(relations, names, weights.unsqueeze(2), membership, batch),
             }
         alpha = weights.sum(0)  # (R, n_sent): each sentence's weight in its own bag
         same_bag = (membership.T.float() @ membership.float()) > 0  # (n_sent, n_sent)
@@ -426,7 +426,7 @@ class HiCLRE(BertAtt):
         names = [["sentence_attention", "bag_cross_level_attention"] for _ in relations]
         return {
             "scores": scores,
-            "explanations": attention_explanations(relations, names, levels, membership),
+            "explanations": attention_explanations(relations, names, levels, membership, batch),
         }
 
 
