@@ -217,3 +217,16 @@ def test_weight_decay_exempt_bias_norm_splits_the_groups():
     assert [group["weight_decay"] for group in default.param_groups] == [0.01]  # none: everything decays
     with pytest.raises(HiereConfigError, match="trainer.weight_decay_exempt='norm': must be one of none, bias_norm"):
         TrainerConfig(weight_decay_exempt="norm")
+
+
+def test_without_a_terminal_progress_is_log_lines_not_bar_frames(tmp_path, capsys, monkeypatch):
+    from hiere.training.trainer import train
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    train(tiny_config(progress=True, epochs=1), tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "\r" not in err and "%|" not in err  # no tqdm frames
+    assert "epoch 1 batch 2/3: loss" in err and "epoch 1: loss" in err  # train.log's lines, every log_every batches
+    quiet = tmp_path / "quiet"
+    train(tiny_config(progress=False, epochs=1), quiet)
+    assert "epoch 1" not in capsys.readouterr().err and "epoch 1: loss" in (quiet / "train.log").read_text()

@@ -77,7 +77,7 @@ class TrainerConfig:
     num_threads: int | None = None  # torch.set_num_threads on CPU (None: torch's default)
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests; None: no cap)
     log_every: int = 10  # a train.log line every N batches
-    progress: bool = True  # tqdm progress bars
+    progress: bool = True  # tqdm bars on a terminal; without one, train.log's lines echoed to stderr
 
     def __post_init__(self) -> None:
         problems = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, trainer: TrainerConfig, tot
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def setup_logging(out_dir: Path, is_main: bool) -> None:
+def setup_logging(out_dir: Path, is_main: bool, echo: bool = False) -> None:
+    """``train.log`` in the output directory (main process); ``echo``: the same lines on stderr too (training
+    without a terminal, where progress bars would write thousands of carriage-return frames into a log file)."""
     log.setLevel(logging.INFO)
     log.propagate = False
     for handler in list(log.handlers):
@@ -175,6 +178,10 @@ def setup_logging(out_dir: Path, is_main: bool) -> None:
         handler = logging.FileHandler(out_dir / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
         log.addHandler(handler)
+        if echo:
+            stream = logging.StreamHandler(sys.stderr)
+            stream.setFormatter(handler.formatter)
+            log.addHandler(stream)
     else:
         log.addHandler(logging.NullHandler())
 
@@ -255,8 +262,9 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     if trainer.num_threads:
         torch.set_num_threads(trainer.num_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(out_dir, context.is_main)
-    progress = trainer.progress and context.is_main
+    # progress bars on a terminal; elsewhere (a log file, CI) train.log's lines on stderr: one every log_every batches
+    progress = trainer.progress and context.is_main and sys.stderr.isatty()
+    setup_logging(out_dir, context.is_main, echo=trainer.progress and context.is_main and not progress)
     set_seed(trainer.seed)
     precision = resolve_precision(device, trainer.precision)
     record_runtime(out_dir, trainer, precision, device, context)
