@@ -31,12 +31,8 @@ def build_type_vocab(documents: list[Document]) -> Vocab:
     return Vocab(sorted({m.type for doc in documents for entity in doc.entities for m in entity}), lowercase=False)
 
 
-def featurize_document(
-    doc: Document, words: Vocab, types: Vocab, relations: RelationMap, max_length: int | None = None
-) -> dict[str, Any]:
+def featurize_document(doc: Document, words: Vocab, types: Vocab, relations: RelationMap) -> dict[str, Any]:
     tokens = doc.tokens
-    if max_length is not None and len(tokens) > max_length:
-        raise ValueError(f"document {doc.title!r} has {len(tokens)} tokens, above max_length={max_length}")
     type_ids = [0] * len(tokens)
     coref_ids = [0] * len(tokens)
     mention_spans: list[list[tuple[int, int]]] = []
