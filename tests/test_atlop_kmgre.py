@@ -322,3 +322,25 @@ def test_kmgre_linear_extractor_ignores_the_bilinear_block_sizes():
     from hiere.models import get_model_class
 
     assert get_model_class("kmgre").Config.from_dict({"extractor": "linear", "emb_size": 100}).emb_size == 100
+
+
+def test_mention_encoder_reads_each_mention_at_its_start_marker(atlop, kmgre, documents) -> None:
+    from hiere.encoders.mentions import MarkedMentions, MentionEncoder
+
+    assert isinstance(atlop.encoder, MentionEncoder) and isinstance(kmgre.encoder, MarkedMentions)
+    document = documents[0]
+    features = atlop.encoder.featurize_mentions(document)
+    marker = atlop.encoder.marker_ids[0]
+    positions = [p for entity in features["mention_positions"] for p in entity]
+    assert len(positions) == sum(len(entity) for entity in document.entities)
+    assert all(features["input_ids"][p] == marker for p in positions)  # the start marker of each mention
+    assert [s for entity in features["mention_sents"] for s in entity] == [
+        m.sent_id for entity in document.entities for m in entity]
+    assert {features["token_sents"][p + 1] for p in positions} <= set(range(len(document.sents)))
+    batch = atlop.encoder.collate_mentions([features, atlop.encoder.featurize_mentions(documents[1])])
+    assert batch["entity_offsets"] == [0, len(document.entities)]
+    with torch.no_grad():
+        hidden, states, attention = atlop.encoder.encode_mentions(batch)
+    n_mentions = batch["mention_doc"].shape[0]
+    assert states.shape == (n_mentions, hidden.shape[-1]) and attention.shape[0] == n_mentions
+    torch.testing.assert_close(states, hidden[batch["mention_doc"], batch["mention_position"]])

@@ -1,9 +1,9 @@
 """What the transformer document models (ATLOP, KMGRE) share: the document encoder and its pair machinery.
 
-:class:`TransformerDocModel` holds the encoder (``*`` markers around every mention, long documents in
-overlapping windows), featurization, batching, mention -> entity gathering (ATLOP eq. 2 logsumexp) and the
-localized-context pooling from the encoder's own attention (ATLOP eqs. 6-7); each head subclasses it
-(:mod:`hiere.models.doc.atlop`, :mod:`hiere.models.doc.kmgre`).
+:class:`TransformerDocModel` holds a mention encoder (:mod:`hiere.encoders.mentions`: ``*`` markers around every
+mention, long documents in overlapping windows), the candidate pairs and their labels, mention -> entity gathering
+(ATLOP eq. 2 logsumexp) and the localized-context pooling from the encoder's own attention (ATLOP eqs. 6-7);
+each head subclasses it (:mod:`hiere.models.doc.atlop`, :mod:`hiere.models.doc.kmgre`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from hiere.data.docred import Document
-from hiere.encoders.transformer import DEFAULT, TransformerEncoder
-from hiere.evidence import rows_of_scores, sentence_one_hot, token_sentences
+from hiere.encoders.mentions import MarkedMentions, MentionEncoder
+from hiere.encoders.transformer import DEFAULT
+from hiere.evidence import rows_of_scores
 from hiere.losses import evidence_kl_loss
 from hiere.models.base import HiereModel, ModelConfig, Resources
 
@@ -43,39 +44,32 @@ def block_problems(config: Any) -> list[str]:
 
 
 class TransformerDocModel(HiereModel):
-    """Shared base of ATLOP and KMGRE: marker featurization, batching, the encoder and context pooling."""
+    """Shared base of ATLOP and KMGRE: a mention encoder (:class:`~hiere.encoders.mentions.MarkedMentions`),
+    the candidate pairs and their labels, and the localized-context pooling."""
 
     task = "doc"
     decision = "adaptive"
 
     def __init__(self, config: TransformerDocConfig, resources: Resources):
         super().__init__(config, resources)
-        self.encoder = TransformerEncoder(
-            config.encoder, resources.model_dir, config.max_length, config.window_overlap, pretrained=False
+        self.encoder: MentionEncoder = MarkedMentions(
+            config.encoder, resources.model_dir, config.max_length, config.window_overlap
         )
         self.hidden_size = self.encoder.hidden_size
 
     def init_pretrained(self) -> None:
-        self.encoder.load_pretrained()
+        self.encoder.init_pretrained()
 
     def save_assets(self, model_dir: Path) -> None:
         self.encoder.save_assets(model_dir)
 
     def featurize(self, example: Document) -> dict[str, Any]:
-        """Token ids with markers, marker position and sentence of every mention, multi-hot labels.
+        """The encoder's features (:meth:`MarkedMentions.featurize_mentions`), the candidate pairs, their
+        multi-hot labels and evidence sentences.
 
         Pairs are :meth:`Document.candidate_pairs` (all ordered pairs ``h != t``; chemical -> disease for
         BC5CDR); ``labels[:, 0] = 1`` iff the pair has no relation.
         """
-        spans = [example.mention_span(m) for entity in example.entities for m in entity]
-        tokenized = self.encoder.tokenize(example.tokens, spans)
-        mention_positions: list[list[int]] = []
-        mention_sents: list[list[int]] = []
-        cursor = 0
-        for entity in example.entities:
-            mention_positions.append(tokenized.marker_positions[cursor : cursor + len(entity)])
-            mention_sents.append([m.sent_id for m in entity])
-            cursor += len(entity)
         pairs = example.candidate_pairs()
         row_of = {pair: row for row, pair in enumerate(pairs)}
         labels = torch.zeros(len(pairs), len(self.relations))
@@ -87,65 +81,29 @@ class TransformerDocModel(HiereModel):
         for fact in example.facts:
             if fact.evidence and (fact.h, fact.t) in row_of:
                 evidence[row_of[(fact.h, fact.t)], list(fact.evidence)] = 1.0
-        token_sents = token_sentences(
-            tokenized.word_spans, [len(sent) for sent in example.sents], {start for start, _ in spans},
-            len(self.encoder.marker_ids), len(tokenized.input_ids),
-        )
-        return {
-            "input_ids": tokenized.input_ids,
-            "token_sents": token_sents,
-            "n_sents": len(example.sents),
-            "mention_positions": mention_positions,
-            "mention_sents": mention_sents,
-            "pairs": pairs,
-            "labels": labels,
-            "evidence": evidence,
-        }
+        return {**self.encoder.featurize_mentions(example), "pairs": pairs, "labels": labels, "evidence": evidence}
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        """``input_ids``/``attention_mask`` (batch, seq); ``mention_doc``/``mention_position`` (n_mentions,)
-        flat over the batch; ``entity_mentions`` (n_entities, max_mentions) flat mention ids (-1 = pad);
-        ``pair_head``/``pair_tail`` (n_pairs,) flat entity ids; ``pairs`` = (position_in_batch, h, t)."""
-        input_ids, attention_mask = self.encoder.collate([f["input_ids"] for f in features])
-        mention_doc, mention_position, mention_sent, entity_lists = [], [], [], []
-        entity_offset, entity_offsets = 0, []
-        for b, feature in enumerate(features):
-            entity_offsets.append(entity_offset)
-            for positions, sents in zip(feature["mention_positions"], feature["mention_sents"], strict=True):
-                entity_lists.append(list(range(len(mention_doc), len(mention_doc) + len(positions))))
-                mention_doc.extend([b] * len(positions))
-                mention_position.extend(positions)
-                mention_sent.extend(sents)
-            entity_offset += len(feature["mention_positions"])
-        width = max((len(m) for m in entity_lists), default=1)
-        entity_mentions = torch.full((max(len(entity_lists), 1), width), -1, dtype=torch.long)
-        for row, mentions in enumerate(entity_lists):
-            entity_mentions[row, : len(mentions)] = torch.as_tensor(mentions)
+        """The encoder's batch (:meth:`MarkedMentions.collate_mentions`) and the pairs:
+        ``pair_doc``/``pair_head``/``pair_tail`` (n_pairs,), head and tail as flat entity ids;
+        ``pairs`` = (position_in_batch, h, t)."""
+        batch = self.encoder.collate_mentions(features)
+        offsets = batch["entity_offsets"]
         pairs = [(b, h, t) for b, feature in enumerate(features) for h, t in feature["pairs"]]
         return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "mention_doc": torch.tensor(mention_doc, dtype=torch.long),
-            "mention_position": torch.tensor(mention_position, dtype=torch.long),
-            "mention_sent": mention_sent,
-            "entity_mentions": entity_mentions,
+            **batch,
             "pair_doc": torch.tensor([b for b, _, _ in pairs], dtype=torch.long),
-            "pair_head": torch.tensor([entity_offsets[b] + h for b, h, _ in pairs], dtype=torch.long),
-            "pair_tail": torch.tensor([entity_offsets[b] + t for b, _, t in pairs], dtype=torch.long),
+            "pair_head": torch.tensor([offsets[b] + h for b, h, _ in pairs], dtype=torch.long),
+            "pair_tail": torch.tensor([offsets[b] + t for b, _, t in pairs], dtype=torch.long),
             "pairs": pairs,
             "labels": torch.cat([f["labels"] for f in features]),
-            "doc_n_sents": [f["n_sents"] for f in features],
             "evidence": _pad_columns([f["evidence"] for f in features]),
-            "token_sentence": sentence_one_hot([f["token_sents"] for f in features], input_ids.shape[1]),
         }
 
     def encode_mentions(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One encoder pass -> hidden (batch, seq, H), mention states (n_mentions, H) at the start markers,
         mention attention (n_mentions, heads, seq)."""
-        # hidden (B, L, H), attention (B, heads, L, L)
-        hidden, attention = self.encoder(batch["input_ids"], batch["attention_mask"])
-        doc, position = batch["mention_doc"], batch["mention_position"]
-        return hidden, hidden[doc, position], attention[doc, :, position]
+        return self.encoder.encode_mentions(batch)
 
     @staticmethod
     def localized_context(
