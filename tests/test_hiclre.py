@@ -564,3 +564,18 @@ def test_inference_sampling_reads_opennre_bag_size_deterministically(relations):
         assert sum(w > 0 for w in weights) <= 2
     with pytest.raises(HiereConfigError, match="inference_sampling=true needs model.max_bag_sentences >= 1"):
         build("bert_att", bags, relations, max_bag_sentences=0, inference_sampling=True)
+
+
+def test_sentence_encoder_runs_fused_attention_with_the_eager_states(train_bags, relations, monkeypatch):
+    from hiere.encoders.sentence import TransformerSentenceEncoder
+
+    model = build("bert_att", train_bags, relations, max_length=24)
+    assert model.encoder.transformer.config._attn_implementation == "sdpa"
+    monkeypatch.setattr(TransformerSentenceEncoder, "attention_implementation", "eager")
+    eager = build("bert_att", train_bags, relations, max_length=24)
+    eager.load_state_dict(model.state_dict())
+    assert eager.encoder.transformer.config._attn_implementation == "eager"
+    model.eval(), eager.eval()
+    batch = batch_of(model, train_bags)
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch)["scores"], eager(batch)["scores"], atol=1e-5, rtol=1e-4)

@@ -90,8 +90,11 @@ class TransformerSentenceEncoder(TransformerEncoder):
       head, ``[unused2]``/``[unused3]`` around the tail, ``[h_<head start> ‖ h_<tail start>] W_E + b_E``,
       vectors of size ``2d``.
 
-    ``entity_markers`` (paper pooling only) adds the encoder's ``*`` marker around both entities.
+    ``entity_markers`` (paper pooling only) adds the encoder's ``*`` marker around both entities. No head reads
+    the attention maps, so the encoder runs Hugging Face's fused ``sdpa`` attention.
     """
+
+    attention_implementation = "sdpa"
 
     def __init__(self, source: str | Path = TRANSFORMER_DEFAULT, model_dir: str | Path | None = None,
                  max_length: int = 128, pooling: str = "paper", entity_markers: bool = False):

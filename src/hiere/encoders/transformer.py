@@ -73,7 +73,13 @@ class EncodedBatch:
 
 
 class TransformerEncoder(nn.Module):
-    """A Hugging Face encoder with its tokenizer, entity markers and windows for long inputs."""
+    """A Hugging Face encoder with its tokenizer, entity markers and windows for long inputs.
+
+    ``attention_implementation`` is Hugging Face's: ``eager`` returns the attention maps the document models
+    read (ATLOP's localized context); a subclass that never asks for them can use ``sdpa`` (fused attention).
+    """
+
+    attention_implementation = "eager"
 
     def __init__(
         self,
@@ -125,7 +131,7 @@ class TransformerEncoder(nn.Module):
     def _build_model(self, folder: Path, pretrained: bool) -> nn.Module:
         from transformers import AutoModel
 
-        options: dict[str, Any] = {"attn_implementation": "eager"}
+        options: dict[str, Any] = {"attn_implementation": self.attention_implementation}
         try:  # BERT/RoBERTa pooler is never used: leaving it out keeps DDP free of unused parameters
             if pretrained:
                 return AutoModel.from_pretrained(str(folder), add_pooling_layer=False, **options)
