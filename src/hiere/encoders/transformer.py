@@ -206,14 +206,20 @@ class TransformerEncoder(nn.Module):
         return [(round(i * (content - size) / (count - 1)), size) for i in range(count)]
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: bool = True
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: bool | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``input_ids``, ``attention_mask``: ``(batch, seq)`` with ``[CLS] ... [SEP]`` then padding.
 
         Returns ``hidden (batch, seq, hidden)`` and last-layer ``attention (batch, heads, seq, seq)``;
         ``attentions=False`` (sequences of at most ``max_length``): ``None`` instead, and no layer's attention
         is kept (Hugging Face otherwise returns every layer's, ``layers x batch x heads x seq²`` floats).
+        ``None`` (the default): attention maps where the implementation computes them (``eager``).
         """
+        if attentions is None:
+            attentions = self.attention_implementation == "eager"
+        elif attentions and self.attention_implementation != "eager":
+            raise HiereConfigError(f"{type(self).__name__} runs {self.attention_implementation} attention, "
+                                   "which returns no attention maps")
         if input_ids.shape[1] <= self.max_length:
             output = self.transformer(
                 input_ids=input_ids, attention_mask=attention_mask, output_attentions=attentions
