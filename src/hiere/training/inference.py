@@ -137,7 +137,7 @@ def predict_examples(model: HiereModel, task: Any, examples: list, threshold: fl
                        evidence_rule=evidence_rule)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_model(
     model: HiereModel,
     features: list[dict[str, Any]],
