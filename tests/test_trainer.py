@@ -230,3 +230,26 @@ def test_without_a_terminal_progress_is_log_lines_not_bar_frames(tmp_path, capsy
     quiet = tmp_path / "quiet"
     train(tiny_config(progress=False, epochs=1), quiet)
     assert "epoch 1" not in capsys.readouterr().err and "epoch 1: loss" in (quiet / "train.log").read_text()
+
+
+def test_profile_steps_writes_the_phases_of_the_steps_after_the_first(tmp_path):
+    from hiere.training.trainer import train
+
+    out = tmp_path / "profiled"
+    train(tiny_config(profile_steps=2, epochs=1), out)  # 3 batches: one warm-up, then 2 profiled steps
+    report = json.loads((out / "profile.json").read_text())
+    assert report["steps"] == 2 and report["device"] == "cpu"
+    phases = report["phases"]
+    assert set(phases) == {"collate", "forward", "encoder", "backward", "optimizer"}
+    assert all(phase["seconds"] > 0 for phase in phases.values())
+    assert phases["encoder"]["seconds"] <= phases["forward"]["seconds"]  # the encoder runs inside forward
+    parts = sum(phases[name]["seconds"] for name in ("collate", "forward", "backward", "optimizer"))
+    assert parts + report["other"]["seconds"] == pytest.approx(report["seconds_per_step"], abs=1e-5)
+    text = (out / "profile.txt").read_text()
+    assert "2 training steps after one warm-up step" in text and "hiere.forward" in text and "Self CPU" in text
+    short = tmp_path / "short"
+    train(tiny_config(profile_steps=5, epochs=1), short)  # the epoch ends first: the steps it had
+    assert json.loads((short / "profile.json").read_text())["steps"] == 2
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(HiereConfigError, match="trainer.profile_steps=-1: must be >= 0"):
+        TrainerConfig(profile_steps=-1)

@@ -78,6 +78,9 @@ class TrainerConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (smoke tests; None: no cap)
     log_every: int = 10  # a train.log line every N batches
     progress: bool = True  # tqdm bars on a terminal; without one, train.log's lines echoed to stderr
+    # >0: time the N optimizer steps after the first (collate / forward / encoder / backward / optimizer) and
+    # profile them with torch.profiler -> OUT/profile.json, OUT/profile.txt (hiere.training.profile)
+    profile_steps: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -120,6 +123,7 @@ class TrainerConfig:
             ("num_threads", self.num_threads is None or self.num_threads >= 1, "must be null or >= 1"),
             ("max_steps", self.max_steps is None or self.max_steps >= 1, "must be null (no cap) or >= 1"),
             ("log_every", self.log_every >= 1, "must be >= 1"),
+            ("profile_steps", self.profile_steps >= 0, "must be >= 0 (0: no profile)"),
         ]
         return [(name, rule) for name, ok, rule in checks if not ok]
 

@@ -43,6 +43,7 @@ from hiere.training.inference import (
     resolve_precision,
     run_model,
 )
+from hiere.training.profile import StepProfiler
 
 log = logging.getLogger("hiere.train")
 
@@ -337,6 +338,7 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     train_for_ign = task.metrics_train(train_examples)
     resolved = {**config, "data": dict(config.get("data") or {}), "trainer": trainer.to_dict()}
 
+    profiler = StepProfiler(trainer.profile_steps if context.is_main else 0, out_dir, model, device, precision)
     start_epoch = state["epoch"] + 1
     for epoch in range(start_epoch, trainer.epochs + 1):
         if trainer.max_steps and state["step"] >= trainer.max_steps:
@@ -352,24 +354,28 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
         bar = tqdm(chunks, desc=f"epoch {epoch}/{trainer.epochs}", disable=not progress, unit="batch")
         optimizer.zero_grad(set_to_none=True)
         for step_in_epoch, chunk in enumerate(bar, start=1):
-            batch = move_to_device(model.collate([train_features[i] for i in chunk]), device)
-            with autocast_context(device, precision):
+            with profiler.phase("collate"):
+                batch = move_to_device(model.collate([train_features[i] for i in chunk]), device)
+            with profiler.phase("forward"), autocast_context(device, precision):
                 output = wrapped(batch)
-            loss = output["loss"].float() / trainer.grad_accumulation
-            scaler.scale(loss).backward()
+            with profiler.phase("backward"):
+                loss = output["loss"].float() / trainer.grad_accumulation
+                scaler.scale(loss).backward()
             running_loss += float(output["loss"].detach())
             for name, value in output.get("loss_terms", {}).items():
                 term_sums[name] = term_sums.get(name, 0.0) + float(value)
             seen += 1
             if step_in_epoch % trainer.grad_accumulation == 0 or step_in_epoch == len(chunks):
-                scaler.unscale_(optimizer)
-                if trainer.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                with profiler.phase("optimizer"):
+                    scaler.unscale_(optimizer)
+                    if trainer.max_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.max_grad_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
+                profiler.step_done()
                 if trainer.max_steps and state["step"] >= trainer.max_steps:
                     break
             if step_in_epoch % trainer.log_every == 0:
@@ -377,6 +383,7 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
                 log.info("epoch %d batch %d/%d: loss %.4f (%.1f s)", epoch, step_in_epoch, len(chunks),
                          running_loss / seen, time.perf_counter() - started)
         bar.close()
+        profiler.finish()  # a profile never spans an evaluation: it ends with the epoch's training part
         train_seconds = time.perf_counter() - started
         epoch_loss = float(np.mean([v for v in gather_objects(running_loss / max(1, seen), context)]))
         record: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "train_seconds": round(train_seconds, 2)}
