@@ -32,8 +32,13 @@ def machine() -> dict[str, Any]:
         pass
     import torch
 
+    from hiere.training.inference import cpu_flags
+
+    flags = cpu_flags() or set()
     return {
         "cpu": cpu,
+        "cpu_bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"}),
+        "avx512": "avx512f" in flags,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,
