@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
 from harness import ROOT, Outcome, Run, machine, run_queue, train_command
 
 DOC = ["data.train_slice=[0,24]", "data.dev_slice=[450,454]"]
@@ -36,17 +37,19 @@ RUNS = {  # key: (config, overrides on top of the slice)
 
 
 def table(out: Path, keys: list[str]) -> str:
-    lines = ["| model | precision | s / step | collate | forward | (encoder) | backward | optimizer | other |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | precision | batch | s / step | s / example | collate | forward | (encoder) | backward | "
+             "optimizer | other |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in keys:
         path = out / key / "profile.json"
         if not path.exists():
-            lines.append(f"| {key} | (no profile: see {out / key}.train.log) | | | | | | | |")
+            lines.append(f"| {key} | (no profile: see {out / key}.train.log) | | | | | | | | | |")
             continue
         report = json.loads(path.read_text())
         shares = [f"{report['phases'][name]['share']:.0%}" for name in
                   ("collate", "forward", "encoder", "backward", "optimizer")]
-        lines.append(f"| {key} | {report['precision']} | {report['seconds_per_step']:.3f} | "
+        batch = yaml.safe_load((out / key / "config.yaml").read_text())["trainer"]["batch_size"]
+        step = report["seconds_per_step"]
+        lines.append(f"| {key} | {report['precision']} | {batch} | {step:.3f} | {step / batch:.3f} | "
                      + " | ".join(shares) + f" | {report['other']['share']:.0%} |")
     return "\n".join(lines)
 
