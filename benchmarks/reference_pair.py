@@ -46,13 +46,15 @@ import argparse
 import ast
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -61,19 +63,9 @@ REDOCRED = DATA / "redocred"
 
 
 def machine() -> str:
-    """CPU model and whether it has bf16 units (lscpu), for the report."""
-    model, flags = platform.processor() or "unknown CPU", ""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in text.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("Flags:"):
-                flags = line
-    except OSError:
-        pass
-    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
-    return f"{model}, {os.cpu_count()} cores, bf16 units: {'yes' if bf16 else 'no'}"
+    """CPU model and whether it has bf16 units, for the report (:func:`harness.machine`)."""
+    info = harness.machine()
+    return f"{info['cpu']}, {info['cores']} cores, bf16 units: {'yes' if info['cpu_bf16_flags'] else 'no'}"
 
 
 def run_logged(command: list[str], cwd: Path, log_path: Path, env: dict[str, str]) -> dict[str, Any]:
