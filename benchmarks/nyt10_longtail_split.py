@@ -8,8 +8,8 @@ test file that has fewer than ``--min-train`` (default 1) training sentences, ha
 (every other pair in sorted pair order, rounded up, at least one pair left in test) with *all* their sentences
 into training. A moved pair leaves the test file entirely (the subset's own train90 and test files already
 share 82 of their 1,561 / 5,424 entity pairs; this script does not change that); the dev file
-(``nyt10sub_val10.txt``) is copied unchanged, and no line is changed or duplicated. Relations with a single test pair cannot be in both and
-stay test-only (listed in the report).
+(``nyt10sub_val10.txt``) is copied unchanged, and no line is changed or duplicated. Relations with a single
+test pair cannot be in both and stay test-only (listed in the report).
 
 Writes ``OUT/train.txt``, ``OUT/val.txt``, ``OUT/test.txt`` (OpenNRE jsonl) and ``OUT/split.json`` (what moved,
 per relation: training sentences before / after, test pairs before / after). Deterministic: no randomness.
