@@ -285,3 +285,20 @@ def test_a_slice_beyond_the_file_names_the_slice_and_the_files_size(tmp_path, ca
     err = capsys.readouterr().err
     assert f"{small}: field data.dev_slice: [450, 500) selects no examples: the file has 3" in err
     assert "set data.dev_slice=null" in err
+
+
+def test_data_section_is_a_typed_dataclass():
+    import dataclasses
+
+    from hiere.config import DATA_KEYS, DataConfig
+
+    assert tuple(field.name for field in dataclasses.fields(DataConfig)) == DATA_KEYS
+    data = DataConfig.from_dict({"train": "a.json", "dev_slice": [0, None]})
+    assert data.train == "a.json" and data.dev_slice == [0, None] and data.test is None
+    assert data.to_dict() == {"train": "a.json", "dev_slice": [0, None]}  # only the keys that are set
+    for values, message in (({"tarin": "a"}, r"unknown data keys \['tarin'\]"),
+                            ({"dev": 3}, "data.dev must be a file path, got 3"),
+                            ({"test_slice": [1]}, r"data.test_slice must be \[start, end\)"),
+                            ("x", "the data section must be a mapping")):
+        with pytest.raises(HiereConfigError, match=message):
+            DataConfig.from_dict(values)

@@ -142,6 +142,50 @@ class TrainerConfig:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The ``data`` section: file paths (as written, relative to where ``hiere train`` runs) and slices.
+
+    Unknown keys, a path that is not a string and a slice that is not ``[start, end)`` are one error each, at
+    load time; whether the files exist is checked before training (:func:`check_data_files`).
+    """
+
+    train: str | None = None  # training file (DocRED JSON, PubTator, OpenNRE jsonl)
+    dev: str | None = None  # dev file: model selection, thresholds, early stopping
+    test: str | None = None  # scored once at the end into test_metrics.json
+    relations: str | None = None  # DocRED rel_info.json or OpenNRE rel2id.json (else learned from train)
+    long_tail: str | None = None  # bag models: long-tail relations, one a line (Hits@K)
+    train_slice: list | None = None  # [start, end) of the training records (null: an open end)
+    dev_slice: list | None = None
+    test_slice: list | None = None
+
+    def __post_init__(self) -> None:
+        for key in DATA_FILES:
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise HiereConfigError(f"data.{key} must be a file path, got {value!r}")
+        for split in SPLITS:
+            bounds = getattr(self, f"{split}_slice")
+            if bounds is not None and not (
+                isinstance(bounds, list) and len(bounds) == 2
+                and all(bound is None or (isinstance(bound, int) and not isinstance(bound, bool)) for bound in bounds)
+            ):
+                raise HiereConfigError(f"data.{split}_slice must be [start, end) (integers or null), got {bounds!r}")
+
+    @classmethod
+    def from_dict(cls, values: Any) -> DataConfig:
+        if not isinstance(values, dict):
+            raise HiereConfigError(f"the data section must be a mapping of keys, got {values!r}")
+        unknown = sorted(set(values) - set(DATA_KEYS), key=str)
+        if unknown:
+            raise HiereConfigError(f"unknown data keys {unknown}; known: {list(DATA_KEYS)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys that are set (a model directory's ``config.yaml`` lists only those)."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
 _TYPE_NAMES = {bool: "a bool", int: "an int", float: "a float", str: "a string", type(None): "null"}
 
 
@@ -312,22 +356,7 @@ def resolve(config: dict[str, Any], base_dir: Path | None = None) -> dict[str, A
         raise HiereConfigError("the config needs model.name (for example `model: {name: bilstm}`)")
     if not isinstance(model["name"], str):
         raise HiereConfigError(f"model.name must be a model name, got {model['name']!r}")
-    data = config.get("data") or {}
-    if not isinstance(data, dict):
-        raise HiereConfigError(f"the data section must be a mapping of keys, got {data!r}")
-    unknown = sorted(set(data) - set(DATA_KEYS), key=str)
-    if unknown:
-        raise HiereConfigError(f"unknown data keys {unknown}; known: {list(DATA_KEYS)}")
-    for key in DATA_FILES:
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise HiereConfigError(f"data.{key} must be a file path, got {data[key]!r}")
-    for split in ("train", "dev", "test"):
-        bounds = data.get(f"{split}_slice")
-        if bounds is not None and not (
-            isinstance(bounds, list) and len(bounds) == 2
-            and all(bound is None or (isinstance(bound, int) and not isinstance(bound, bool)) for bound in bounds)
-        ):
-            raise HiereConfigError(f"data.{split}_slice must be [start, end) (integers or null), got {bounds!r}")
+    data = DataConfig.from_dict(config.get("data") or {}).to_dict()
     config["data"] = data
     config["trainer"] = TrainerConfig.from_dict(config.get("trainer") or {}).to_dict()
     return config
