@@ -250,6 +250,9 @@ def test_profile_steps_writes_the_phases_of_the_steps_after_the_first(tmp_path):
     short = tmp_path / "short"
     train(tiny_config(profile_steps=5, epochs=1), short)  # the epoch ends first: the steps it had
     assert json.loads((short / "profile.json").read_text())["steps"] == 2
-    assert not (tmp_path / "none").exists()
+    single = tmp_path / "single"
+    train(tiny_config(profile_steps=2, epochs=1, batch_size=8), single)  # one batch: only the warm-up step
+    assert not (single / "profile.json").exists()
+    assert "nothing was profiled" in (single / "train.log").read_text()
     with pytest.raises(HiereConfigError, match="trainer.profile_steps=-1: must be >= 0"):
         TrainerConfig(profile_steps=-1)

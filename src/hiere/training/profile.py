@@ -16,6 +16,7 @@ first epoch's training part at the latest (it never includes an evaluation), and
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,7 +102,11 @@ class StepProfiler:
         profiler.__exit__(None, None, None)
         for hook in self.hooks:
             hook.remove()
-        steps = max(1, self.done - 1)
+        steps = self.done - 1
+        if steps < 1:
+            logging.getLogger("hiere.train").warning(
+                "trainer.profile_steps=%d: the epoch ended after the warm-up step, nothing was profiled", self.steps)
+            return
         per_step = {name: value / steps for name, value in self.seconds.items()}
         phases_total = sum(value for name, value in per_step.items() if name != "encoder")
         step = wall / steps
