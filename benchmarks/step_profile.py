@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from harness import ROOT, Outcome, Run, machine, run_queue, train_command
 
-DOC = ["data.train_slice=[0,24]", "data.dev_slice=[450,454]"]
+DOC = ["data.train_slice=[0,48]", "data.dev_slice=[450,454]"]
 BAG = ["data.train_slice=[0,2000]", "data.dev_slice=[0,50]", "data.test=null"]
 RUNS = {  # key: (config, overrides on top of the slice)
     "pcnn_att": ("configs/pcnn_att_nyt10.yaml", BAG),
@@ -37,8 +37,8 @@ RUNS = {  # key: (config, overrides on top of the slice)
 
 
 def table(out: Path, keys: list[str]) -> str:
-    lines = ["| model | precision | batch | s / step | s / example | collate | forward | (encoder) | backward | "
-             "optimizer | other |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | precision | examples / step | s / step | s / example | collate | forward | (encoder) | "
+             "backward | optimizer | other |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in keys:
         path = out / key / "profile.json"
         if not path.exists():
@@ -47,7 +47,8 @@ def table(out: Path, keys: list[str]) -> str:
         report = json.loads(path.read_text())
         shares = [f"{report['phases'][name]['share']:.0%}" for name in
                   ("collate", "forward", "encoder", "backward", "optimizer")]
-        batch = yaml.safe_load((out / key / "config.yaml").read_text())["trainer"]["batch_size"]
+        trainer = yaml.safe_load((out / key / "config.yaml").read_text())["trainer"]
+        batch = trainer["batch_size"] * trainer.get("grad_accumulation", 1)  # examples per optimizer step
         step = report["seconds_per_step"]
         lines.append(f"| {key} | {report['precision']} | {batch} | {step:.3f} | {step / batch:.3f} | "
                      + " | ".join(shares) + f" | {report['other']['share']:.0%} |")
