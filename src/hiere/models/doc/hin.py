@@ -95,40 +95,19 @@ def sentence_layout(sent_spans: list[list[tuple[int, int]]], seq_len: int) -> di
     }
 
 
-LENGTH_SLACK = 1.25  # a length group pads its rows to at most 1.25x the group's shortest length
-
-
-def length_groups(lengths: list[int], slack: float = LENGTH_SLACK) -> list[list[int]]:
-    """Distinct lengths, ascending, cut into groups whose longest is at most ``slack`` x the shortest.
-
-    >>> length_groups([3, 4, 5, 9, 10, 30])
-    [[3], [4, 5], [9, 10], [30]]
-    """
-    groups: list[list[int]] = []
-    for length in sorted(set(lengths)):
-        if groups and length <= max(groups[-1][0], 1) * slack:
-            groups[-1].append(length)
-        else:
-            groups.append([length])
-    return groups
-
-
 def equal_length_bilstm(bilstm: BiLSTM, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``bilstm`` over padded ``inputs`` (n, L, in), run once per group of similar lengths.
+    """``bilstm`` over padded ``inputs`` (n, L, in), run once per distinct length.
 
-    Rows whose lengths lie within :data:`LENGTH_SLACK` of each other form one batch, padded to the group's
-    longest: few padding steps are computed (which matters for BiLSTM_D, whose thousands of rows (pairs) share
-    a few lengths, their documents' sentence counts), and few LSTM calls are made (BiLSTM_S reads sentences of
-    dozens of distinct lengths; one call per length made the CPU backward pass the largest cost of a step).
-    :class:`BiLSTM` keeps padding out of every state, so the grouping does not change the result.
+    Rows of one length form a dense batch without padding: no step is computed for padding, which matters
+    for BiLSTM_D, whose thousands of rows (pairs) share a few lengths (their documents' sentence counts).
     Returns (n, L, 2 * hidden), zeros on padding.
     """
     if lengths.numel() == 0:
         return inputs.new_zeros((*inputs.shape[:2], bilstm.output_size))
     groups, parts = [], []
-    for group in length_groups(lengths.tolist()):
-        rows = ((lengths >= group[0]) & (lengths <= group[-1])).nonzero().squeeze(1)
-        states = bilstm(inputs[rows, : max(group[-1], 1)], lengths[rows])  # (n_rows, longest, 2 * hidden)
+    for length in torch.unique(lengths).tolist():
+        rows = (lengths == length).nonzero().squeeze(1)
+        states = bilstm(inputs[rows, : max(length, 1)], lengths[rows])  # (n_rows, length, 2 * hidden)
         groups.append(rows)
         parts.append(nn.functional.pad(states, (0, 0, 0, inputs.shape[1] - states.shape[1])))
     order = torch.cat(groups)  # row of each stacked output
