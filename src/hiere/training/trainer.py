@@ -28,7 +28,6 @@ from hiere.config import TrainerConfig, check_data_files, get
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
-from hiere.memory import release_freed_memory
 from hiere.models import get_model_class
 from hiere.models.base import HiereModel
 from hiere.models.directory import load_model_dir, save_model_dir
@@ -385,7 +384,6 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
                          running_loss / seen, time.perf_counter() - started)
         bar.close()
         profiler.finish()  # a profile never spans an evaluation: it ends with the epoch's training part
-        release_freed_memory()  # the fragments of this epoch's batches go back before the evaluation's
         train_seconds = time.perf_counter() - started
         epoch_loss = float(np.mean([v for v in gather_objects(running_loss / max(1, seen), context)]))
         record: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "train_seconds": round(train_seconds, 2)}
@@ -398,7 +396,6 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
         if dev_examples and (epoch % trainer.eval_every == 0 or epoch == trainer.epochs):
             metrics, threshold = evaluator.evaluate(state["threshold"] if not tune else None, train_for_ign, tune,
                                                     **metric_options)
-            release_freed_memory()
             if metric_name not in metrics:
                 raise HiereConfigError(f"trainer.metric={metric_name!r} is not among the dev metrics {sorted(metrics)}")
             record["dev"] = metrics
