@@ -35,7 +35,6 @@ import yaml
 from hiere.errors import HiereConfigError, HiereInputError
 
 SECTIONS = ("model", "data", "trainer")
-DATA_KEYS = ("train", "dev", "test", "relations", "long_tail", "train_slice", "dev_slice", "test_slice")
 DATA_FILES = ("train", "dev", "test", "relations", "long_tail")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("linear", "constant")
@@ -184,6 +183,9 @@ class DataConfig:
     def to_dict(self) -> dict[str, Any]:
         """The keys that are set (a model directory's ``config.yaml`` lists only those)."""
         return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
+DATA_KEYS = tuple(field.name for field in dataclasses.fields(DataConfig))  # the data section's keys
 
 
 _TYPE_NAMES = {bool: "a bool", int: "an int", float: "a float", str: "a string", type(None): "null"}

@@ -149,9 +149,7 @@ class BertAtt(HiereModel):
         return self.encoder.featurize_sentence(sentence)
 
     def featurize(self, example: Bag) -> dict[str, Any]:
-        features = featurize_bag(self.encoder, example, self.relations)
-        features["pair"] = f"{example.head_id}\t{example.tail_id}"  # seeds inference_sampling
-        return features
+        return featurize_bag(self.encoder, example, self.relations)
 
     def sample_sentences(self, features: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """In training, bags above ``max_bag_sentences`` -> a random subset of their sentences

@@ -274,11 +274,13 @@ class BagModel(HiereModel):
 
 
 def featurize_bag(encoder: Any, example: Bag, relations: RelationMap) -> dict[str, Any]:
-    """A bag's features: each sentence's (``encoder.featurize_sentence``), its label, the bag's labels."""
+    """A bag's features: each sentence's (``encoder.featurize_sentence``), its label, the bag's labels, and its
+    entity pair (which seeds a per-bag sample: :func:`sample_bag_sentences` with ``by_pair``)."""
     return {
         "sentences": [encoder.featurize_sentence(s) for s in example.sentences],
         "sentence_labels": [relations[s.relation] for s in example.sentences],
         "bag_labels": example.relation_indices(relations),
+        "pair": f"{example.head_id}\t{example.tail_id}",
     }
 
 
