@@ -12,8 +12,9 @@ has ``test_metrics.json`` is not retrained, an unfinished one continues with ``-
 
     python benchmarks/bag_benchmark.py --out bench_out/bag --datasets nyt10 gids --seeds 1 2 3 --jobs 2
     python benchmarks/bag_benchmark.py --out bench_out/bag --report --plot docs/bag_pr_curves.png
+    python benchmarks/bag_benchmark.py --out bench_out/bag --datasets nyt10 --models pcnn_att hnre_pcnn hnre_pcnn_warm
 
-``--epochs`` (default: each config's budget, NYT10 6, GIDS 8), ``--batch-size``, ``--lr``,
+``--epochs`` (default: each config's budget: 60 epochs, early stopping with patience 10 on dev PR-AUC), ``--batch-size``, ``--lr``,
 ``--weight-decay`` and ``--eval-batch-size`` are shorthands for ``--set trainer.<key>=<value>``; ``--set
 key=value`` goes to every run. ``--report`` computes the tables from the run directories (test metrics,
 history, the saved test ranking, or a fresh ``predict`` where it is missing) and ``OUT/results.json``:
@@ -54,6 +55,10 @@ MODELS: dict[str, tuple[str, list[str]]] = {
     # ablations (run with --models): HNRE without its hierarchy, HNRE with two levels
     "hnre_pcnn_levels1": ("hnre_pcnn", ["model.levels=1"]),
     "hnre_pcnn_levels2": ("hnre_pcnn", ["model.levels=2"]),
+    # the released HNRE code's recipe: warm-started from the flat model of the same seed and data set
+    # ({run:KEY} is that run's directory; such runs start after every other run of the invocation)
+    "hnre_pcnn_warm": ("hnre_pcnn", ["model.init_from={run:pcnn_att}"]),
+    "hnre_cnn_warm": ("hnre_cnn", ["model.init_from={run:cnn_att}"]),
 }
 MAIN_MODELS = ("pcnn_att", "cnn_att", "hnre_cnn", "hnre_pcnn")
 LONG_TAIL = {"rel200": DATA / "hnre" / "rel200.txt"}  # rel100 is the configs' data.long_tail (test_metrics.json)
@@ -149,12 +154,20 @@ def trainer_epochs(config_file: Path) -> int:
     return int(yaml.safe_load(config_file.read_text())["trainer"]["epochs"])
 
 
-def run_overrides(args: argparse.Namespace, model_key: str, seed: int, epochs: int) -> list[str]:
+def source_runs(model_key: str) -> list[str]:
+    """The model keys whose runs a model's overrides name (``{run:KEY}``): they must finish first."""
+    return re.findall(r"\{run:(\w+)\}", " ".join(MODELS[model_key][1]))
+
+
+def run_overrides(args: argparse.Namespace, model_key: str, seed: int, epochs: int, dataset: str = "",
+                  out: Path | None = None) -> list[str]:
     overrides = [f"trainer.seed={seed}", f"trainer.epochs={epochs}", "trainer.num_threads=1", "trainer.progress=false"]
     # YAML's own spelling of the value: PyYAML reads 1e-05 as a string, 1.0e-05 as a float
     overrides += [f"trainer.{key}={yaml.safe_dump(getattr(args, option)).splitlines()[0]}"
                   for option, key in SHORTHANDS.items() if getattr(args, option) is not None]
-    return overrides + MODELS[model_key][1] + args.overrides
+    model = [re.sub(r"\{run:(\w+)\}", lambda m: str((out or Path()) / f"{dataset}_{m.group(1)}_s{seed}"), item)
+             for item in MODELS[model_key][1]]
+    return overrides + model + args.overrides
 
 
 def run_all(args: argparse.Namespace, out: Path) -> int:
@@ -176,7 +189,7 @@ def run_all(args: argparse.Namespace, out: Path) -> int:
                           f"{trainer_epochs(run_dir / 'config.yaml')} (not {epochs}); delete it to retrain", flush=True)
                 if measured(run_dir, results.get(run_dir.name, {})):
                     continue
-                overrides = run_overrides(args, model_key, seed, epochs)
+                overrides = run_overrides(args, model_key, seed, epochs, dataset, out)
                 train = train_command(config_path(dataset, model_key).relative_to(ROOT), run_dir, overrides,
                                       resume=(run_dir / "checkpoint").exists())
                 steps = [("measure", [sys.executable, str(Path(__file__).resolve()), "--measure", str(run_dir)])]
@@ -186,7 +199,7 @@ def run_all(args: argparse.Namespace, out: Path) -> int:
                     steps.insert(0, ("train", train))
                     entry.update(command=" ".join(train), machine=here)
                 adopted = find_training(run_dir) if steps[0][0] == "train" else None
-                queue.append(Run(run_dir.name, out, steps, adopted, {"dir": run_dir}))
+                queue.append(Run(run_dir.name, out, steps, adopted, {"dir": run_dir, "model": model_key}))
 
     def on_done(run: Run, outcome: Outcome) -> bool:
         entry = results.setdefault(run.key, {})
@@ -212,7 +225,16 @@ def run_all(args: argparse.Namespace, out: Path) -> int:
         write_json_atomic(results_path, results, indent=1)
         return go_on
 
-    run_queue(queue, args.jobs, on_done)
+    # warm starts read a finished run of the same seed: they wait until every other run has ended
+    later = [run for run in queue if source_runs(run.info["model"])]
+    run_queue([run for run in queue if run not in later], args.jobs, on_done)
+    for run in later:
+        results[run.key].pop("error", None)
+        missing = [key for key in source_runs(run.info["model"])
+                   if not finished(out / run.key.replace(run.info["model"], key, 1))]
+        if missing:
+            results[run.key]["error"] = f"its source run ({', '.join(missing)}) has not finished; run it first"
+    run_queue([run for run in later if "error" not in results[run.key]], args.jobs, on_done)
     failed = [run.key for run in queue if "error" in results[run.key]]
     for key in failed:
         print(f"failed: {key}: {results[key]['error']}", file=sys.stderr)

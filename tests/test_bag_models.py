@@ -391,6 +391,18 @@ def test_initialization_pytorch_vs_xavier(train_bags, relations):
     assert float(hnre.classifier.bias.detach().abs().sum()) == 0
 
 
+def test_hnre_level_queries_initialised_under_both_initializations(train_bags, relations):
+    """HNRE's per-level queries are bare Parameters: torch has no default for them, so both readings draw
+    them (Xavier-uniform) instead of leaving torch.empty's memory in place."""
+    for initialization in ("pytorch", "xavier"):
+        model = build("hnre", train_bags, relations, hidden=230, initialization=initialization)
+        for queries in model.level_queries:
+            bound = (6 / sum(queries.shape)) ** 0.5
+            assert torch.isfinite(queries).all()
+            assert float(queries.detach().abs().max()) <= bound
+            assert float(queries.detach().std()) > bound / 4
+
+
 def test_vocabulary_glove_only_or_with_training_words(train_bags, relations):
     words_in_train = {token.lower() for bag in train_bags for sentence in bag.sentences for token in sentence.tokens}
     joined = sorted(word for word in words_in_train if "_" in word)  # NYT10's joined names: not in GloVe

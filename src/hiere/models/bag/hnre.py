@@ -80,6 +80,9 @@ class HNRE(BagModel):
         self.classifier = nn.Linear(
             hidden * self.hierarchy.n_levels, len(resources.relations)
         )  # M, d of eq. 4
+        if config.initialization == "pytorch":  # no torch default for a bare Parameter: Xavier, as att.py's free query
+            for queries in self.level_queries:
+                nn.init.xavier_uniform_(queries)
         self.reset_parameters()
 
     @classmethod
