@@ -1,14 +1,19 @@
-"""What the training benchmarks share: the machine they ran on, the ``hiere train`` command of a run, and a
-queue that runs each run's steps (train, then a measurement) as separate processes, ``jobs`` at a time,
-recording each process's exit code, wall time and peak resident memory (``os.wait4``).
+"""What the benchmarks share: the machine they ran on, resident memory (of another process or of this one), the
+``hiere train`` command of a run, and a queue that runs each run's steps (train, then a measurement) as separate
+processes, ``jobs`` at a time, recording each process's exit code, wall time and peak resident memory
+(``os.wait4``). :func:`profile_runs` is that queue for runs timed by the trainer itself
+(``trainer.profile_steps``, :mod:`hiere.training.profile`): no benchmark times training with a loop of its own.
 
-Used by ``doc_glove_benchmark.py`` and ``bag_benchmark.py``.
+Outputs are written atomically (:func:`hiere.io.write_json_atomic`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -16,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hiere.io import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: configs and data paths are relative to it
 
@@ -68,15 +75,30 @@ def find_training(run_dir: Path) -> int | None:
     return None
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """Peak resident memory so far of a running process (``VmHWM``), or None when it is gone."""
+def _status_mb(pid: int | str, key: str) -> float | None:
+    """A ``kB`` line of ``/proc/PID/status`` in MB, or None when the process is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory so far of a running process (``VmHWM``), or None when it is gone."""
+    return _status_mb(pid, "VmHWM")
+
+
+def rss_mb(pid: int | str = "self") -> float | None:
+    """Resident memory now of a process (``VmRSS``; default: this one)."""
+    return _status_mb(pid, "VmRSS")
+
+
+def self_peak_rss_mb() -> float:
+    """Peak resident memory so far of this process (``getrusage``), in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -161,3 +183,38 @@ def run_queue(runs: list[Run], jobs: int, on_done: Callable[[Run, Outcome], bool
         wall, peak = time.perf_counter() - started, usage.ru_maxrss / 1024
         print(f"{_stamp()} done {phase} {run.key}: exit {code}, {wall:.0f} s, peak {peak:.0f} MB", flush=True)
         follow(run, Outcome(phase, code, wall, peak))
+
+
+def profile_overrides(steps: int, threads: int = 1) -> list[str]:
+    """``hiere train`` overrides of a profiled run: one epoch of one warm-up step and ``steps`` profiled optimizer
+    steps (``trainer.profile_steps``), ``threads`` torch threads, no progress bars, no early stopping."""
+    return ["trainer.epochs=1", f"trainer.max_steps={steps + 1}", f"trainer.profile_steps={steps}",
+            f"trainer.num_threads={threads}", "trainer.progress=false", "trainer.patience=0"]
+
+
+def profile_runs(commands: dict[str, list[str]], out: Path, jobs: int = 1) -> dict[str, dict[str, Any] | None]:
+    """Run each ``key: command`` (a ``hiere train ... -o OUT/key`` with ``trainer.profile_steps``, see
+    :func:`profile_overrides`) through :func:`run_queue`, logged to ``OUT/key.train.log``; a finished run (its
+    ``profile.json`` exists) is not run again.
+
+    Returns ``key ->`` the run's ``profile.json`` plus ``"process"``: its exit code, wall seconds and peak RSS
+    (kept in ``OUT/key/process.json``), or None when the run wrote no profile.
+    """
+    runs = [Run(key, out, [("train", command)]) for key, command in commands.items()
+            if not (out / key / "profile.json").exists()]
+
+    def done(run: Run, outcome: Outcome) -> bool:
+        write_json_atomic(out / run.key / "process.json", dataclasses.asdict(outcome), indent=1)
+        if outcome.exit_code:
+            print(f"{run.key}: exit {outcome.exit_code}, see {run.log('train')}", file=sys.stderr)
+        return False
+
+    run_queue(runs, jobs, done)
+    results: dict[str, dict[str, Any] | None] = {}
+    for key in commands:
+        profile, process = out / key / "profile.json", out / key / "process.json"
+        results[key] = None
+        if profile.exists():
+            results[key] = {**json.loads(profile.read_text()),
+                            "process": json.loads(process.read_text()) if process.exists() else None}
+    return results
