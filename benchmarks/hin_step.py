@@ -1,73 +1,60 @@
-"""Time HIN training steps (forward + backward) on 12 real Re-DocRED documents, fp32 vs bf16 autocast.
+"""HIN training steps in fp32 and in bf16 autocast, timed by the trainer (``trainer.profile_steps``).
 
-    python benchmarks/hin_step.py [--config configs/hin_glove.yaml] [--threads 1] [--repeats 3]
+    python benchmarks/hin_step.py [--config configs/hin_glove.yaml] [--threads 1] [--steps 3] \\
+        [--precisions fp32 bf16] [--out runs/hin_step]
 
-The model is built from the config's ``model`` section on the first 12 documents of dev_revised.json and run
-in training mode in batches of the config's ``trainer.batch_size``; reported is the median over ``--repeats``
-of the time for all 12 documents (after one warm-up pass), per precision, with the machine's load average.
+Per precision, ``hiere train CONFIG --set trainer.precision=P --set trainer.profile_steps=STEPS`` on the first
+documents of Re-DocRED dev_revised.json (one warm-up optimizer step, then STEPS profiled ones, each of the
+config's ``batch_size`` x ``grad_accumulation`` documents: 12 for HIN), one epoch, ``--threads`` threads.
+Prints seconds per step (= per 12 documents) and documents per second, with the machine, and writes them to
+OUT/hin_step.json. A finished run (its ``profile.json`` exists) is not run again.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import statistics
-import time
+import sys
 from pathlib import Path
 
-import torch
 import yaml
+from harness import ROOT, machine, profile_overrides, profile_runs, train_command
 
-from hiere.data.docred import read_docred
-from hiere.data.relations import RelationMap
-from hiere.models import get_model_class
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "redocred"
+from hiere.io import write_json_atomic
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "hin_glove.yaml")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    config = yaml.safe_load(args.config.read_text())
-    options = {key: value for key, value in config["model"].items() if key != "name"}
-    model_class = get_model_class(config["model"]["name"])
-    model_config = model_class.Config.from_dict(options)
-    relations = RelationMap.from_rel_info(DATA / "rel_info.json")
-    documents = read_docred(DATA / "dev_revised.json", relations.relations, limit=12)
-    torch.manual_seed(0)
-    model = model_class(model_config, model_class.build_resources(model_config, documents, relations))
-    model.init_pretrained()
-    model.train()
-    features = [model.featurize(doc) for doc in documents]
-    size = int(config["trainer"]["batch_size"])
-    batches = [model.collate(features[i : i + size]) for i in range(0, len(features), size)]
-
-    def step(precision: str) -> float:
-        context = (
-            torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-        )
-        start = time.perf_counter()
-        for batch in batches:
-            with context:
-                loss = model(batch)["loss"]
-            loss.backward()
-        model.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
-    print(f"{args.config.name}: 12 documents, batch {size}, {args.threads} thread(s), "
-          f"load average {os.getloadavg()[0]:.1f}")
-    for precision in ("fp32", "bf16"):
-        step(precision)
-        seconds = statistics.median(step(precision) for _ in range(args.repeats))
-        print(f"{precision}: {seconds:.2f} s per 12 documents ({12 / seconds:.1f} documents/s)", flush=True)
+    parser.add_argument("--steps", "--repeats", type=int, default=3, help="profiled optimizer steps per precision")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "hin_step")
+    args = parser.parse_args(argv)
+    trainer = yaml.safe_load(args.config.read_text())["trainer"]
+    per_step = int(trainer["batch_size"]) * int(trainer.get("grad_accumulation", 1))  # documents per update
+    slice_ = f"data.train_slice=[0,{per_step * (args.steps + 1)}]"
+    commands = {
+        f"{args.config.stem}_{precision}": train_command(args.config, args.out / f"{args.config.stem}_{precision}", [
+            slice_, "data.dev_slice=[450,452]", f"trainer.precision={precision}",
+            *profile_overrides(args.steps, args.threads)])
+        for precision in args.precisions
+    }
+    profiles = profile_runs(commands, args.out)
+    rows = []
+    print(f"{args.config.name}: {per_step} documents per step, {args.steps} profiled steps, {args.threads} thread(s)")
+    for (key, profile), precision in zip(profiles.items(), args.precisions, strict=True):
+        if profile is None:
+            print(f"{precision}: no profile, see {args.out / key}.train.log")
+            continue
+        seconds = profile["seconds_per_step"]
+        rows.append({"precision": precision, "documents_per_step": per_step, "seconds_per_step": seconds,
+                     "documents_per_second": round(per_step / seconds, 2), "profile": profile})
+        print(f"{precision}: {seconds:.2f} s per {per_step} documents ({per_step / seconds:.1f} documents/s)")
+    write_json_atomic(args.out / "hin_step.json", {
+        "command": " ".join(["python", "benchmarks/hin_step.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(), "config": str(args.config), "threads": args.threads, "results": rows}, indent=1)
+    return 0 if len(rows) == len(args.precisions) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
