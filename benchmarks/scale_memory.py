@@ -68,6 +68,7 @@ def run(command: list[str], out_dir: Path, env: dict[str, str]) -> dict:
     if (out_dir / "manifest.json").exists():
         summary = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8")).get("summary") or {}
     workers = summary.get("workers_peak_rss_mb", {})
+    trace = summary.get("memory_by_block", [])  # [block, worker, rss_mb, peak_rss_mb] in arrival order
     return {
         "exit": os.waitstatus_to_exitcode(status), "wall_seconds": round(seconds, 1),
         "driver_peak_rss_mb": round(usage.ru_maxrss / 1024),
@@ -75,6 +76,8 @@ def run(command: list[str], out_dir: Path, env: dict[str, str]) -> dict:
         "errors": summary.get("errors"),
         "docs_per_second": summary.get("documents_per_second"), "run_seconds": summary.get("seconds"),
         "stderr_last_line": tail[0] if tail else "",
+        # held after each block (a leak rises here) and the high-water mark (a transient peak steps up here)
+        "rss_after_block_mb": [row[2] for row in trace], "peak_after_block_mb": [row[3] for row in trace],
     }
 
 

@@ -294,9 +294,10 @@ class BlockResult:
     triples: int  # extract: triples; predict: prediction records
     n_errors: int  # records skipped as bad
     worker: str
-    peak_rss_mb: float
+    peak_rss_mb: float  # the worker's high-water mark so far (ru_maxrss)
     seconds: float
     failure: str = ""  # a remote worker could not read its input or model: the job stops with this line
+    rss_mb: float = 0.0  # what the worker still holds after the block (resident now, after release_freed_memory)
 
 
 class BlockWorker:
@@ -336,7 +337,17 @@ class BlockWorker:
         del records, lines, errors
         release_freed_memory()
         result.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # kB on Linux
+        result.rss_mb = resident_mb()
         return result
+
+
+def resident_mb() -> float:
+    """This process's resident memory now, in MB (Linux ``/proc/self/statm``; elsewhere 0.0)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def release_freed_memory() -> None:
@@ -699,6 +710,7 @@ def run_job(job: Job, inputs: Iterable[str], out_dir: str | Path, *, runner: Run
                       progress_seconds, progress)
     began = time.monotonic()
     workers: dict[str, float] = {}
+    memory: list[list[Any]] = []  # per finished block, in arrival order: [block, worker, rss_mb, peak_rss_mb]
     shown = 0
     try:
         for result in (runner or run_blocks_local)(job, pending):
@@ -706,6 +718,7 @@ def run_job(job: Job, inputs: Iterable[str], out_dir: str | Path, *, runner: Run
                 raise HiereInputError(None, None, None, result.failure)
             record_block(out, manifest, result)
             workers[result.worker] = max(workers.get(result.worker, 0.0), result.peak_rss_mb)
+            memory.append([result.block, result.worker, result.rss_mb, result.peak_rss_mb])
             for line in result.errors.splitlines():
                 if shown < 5:
                     LOGGER.warning("skipped: %s", json.loads(line)["error"])
@@ -723,6 +736,8 @@ def run_job(job: Job, inputs: Iterable[str], out_dir: str | Path, *, runner: Run
         "errors": sum(d["errors"] for d in done), "shards": len(blocks), "shards_skipped": skipped,
         "seconds": round(seconds, 2), f"{unit}_per_second": round(report.processed / seconds, 3) if seconds else None,
         "workers_peak_rss_mb": workers,
+        # a leak shows as rss_mb rising block after block; a transient peak as peak_rss_mb stepping up alone
+        "memory_by_block": memory,
     }
     manifest["summary"] = summary
     _write_manifest(out, manifest)
