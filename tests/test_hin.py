@@ -127,6 +127,25 @@ def test_same_seed_same_scores(relations, documents) -> None:
         assert torch.equal(first(batch_of(first, documents))["scores"], second(batch_of(second, documents))["scores"])
 
 
+def test_entity_inference_per_entity_equals_per_pair(model, documents) -> None:
+    """Eq. 3 projected once per entity and gathered per pair gives the per-pair computation's I_e."""
+    model.eval()
+    batch = batch_of(model, documents)
+    with torch.no_grad():
+        states = equal_length_bilstm(model.BiLSTM_E, model.word_vectors(batch), batch["lengths"])
+        entities = torch.bmm(batch["entity_map"], states)
+        n = entities.shape[1]
+        per_pair = model.entity_inference(entities[batch["pair_doc"], batch["pair_h"]],
+                                          entities[batch["pair_doc"], batch["pair_t"]],
+                                          batch["distance_ht"], batch["distance_th"])
+        table = entities.reshape(-1, entities.shape[-1])
+        per_entity = model.entity_inference(table, table, batch["distance_ht"], batch["distance_th"],
+                                            batch["pair_doc"] * n + batch["pair_h"],
+                                            batch["pair_doc"] * n + batch["pair_t"])
+    assert per_pair.shape == per_entity.shape == (len(batch["pairs"]), entities.shape[-1])
+    assert torch.allclose(per_pair, per_entity, atol=1e-6)
+
+
 def test_explanations_are_the_sentence_attention(model, documents) -> None:
     model.eval()
     batch = batch_of(model, documents)

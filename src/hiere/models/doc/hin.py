@@ -165,11 +165,22 @@ class EntityInference(nn.Module):
             return entity
         return self.project_out[k](torch.relu(self.project_in[k](entity)))
 
-    def inference_vectors(self, head: torch.Tensor, tail: torch.Tensor) -> list[torch.Tensor]:
-        """Eq. 4 for every subspace: [E_a^k R^k E_b^k; E_b^k - E_a^k; E_a^k; E_b^k] pieces."""
+    def inference_vectors(
+        self, head: torch.Tensor, tail: torch.Tensor,
+        head_index: torch.Tensor | None = None, tail_index: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Eq. 4 for every subspace: [E_a^k R^k E_b^k; E_b^k - E_a^k; E_a^k; E_b^k] pieces.
+
+        ``head``/``tail`` are per pair (n_pairs, d); or, with ``head_index``/``tail_index`` (n_pairs,), both the
+        table of entities (n_entities, d): eq. 3 then projects each entity once, and the pairs gather E^k.
+        """
         pieces = []
         for k in range(self.num_subspaces):
-            head_k, tail_k = self.subspace(head, k), self.subspace(tail, k)  # (n_pairs, k)
+            if head_index is not None and tail_index is not None:
+                space = self.subspace(head, k)  # (n_entities, k): E^k of every entity once
+                head_k, tail_k = space[head_index], (space if tail is head else self.subspace(tail, k))[tail_index]
+            else:
+                head_k, tail_k = self.subspace(head, k), self.subspace(tail, k)  # (n_pairs, k)
             if self.config.use_bilinear:
                 pieces.append(self.bilinears[k](head_k, tail_k))  # E_a^k R^k E_b^k
             if self.config.use_translation:
@@ -178,13 +189,16 @@ class EntityInference(nn.Module):
         return pieces
 
     def forward(
-        self, head: torch.Tensor, tail: torch.Tensor, distance_ab: torch.Tensor, distance_ba: torch.Tensor
+        self, head: torch.Tensor, tail: torch.Tensor, distance_ab: torch.Tensor, distance_ba: torch.Tensor,
+        head_index: torch.Tensor | None = None, tail_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """head/tail (n_pairs, d), distance buckets (n_pairs,) -> I_e (n_pairs, d), eq. 5."""
+        """head/tail (n_pairs, d) — or an entity table with indices, see :meth:`inference_vectors` —, distance
+        buckets (n_pairs,) -> I_e (n_pairs, d), eq. 5."""
         distance = self.distance_embedding(distance_ba) - self.distance_embedding(
             distance_ab
         )  # M(d_ba) - M(d_ab)
-        return self.G_e(torch.cat([*self.inference_vectors(head, tail), distance], dim=-1))
+        pieces = self.inference_vectors(head, tail, head_index, tail_index)
+        return self.G_e(torch.cat([*pieces, distance], dim=-1))
 
 
 class HIN(HiereModel):
@@ -341,9 +355,12 @@ class HIN(HiereModel):
             equal_length_bilstm(self.BiLSTM_E, inputs, batch["lengths"])
         )  # (batch, seq, d), eq. 1
         entities = torch.bmm(batch["entity_map"], states)  # (batch, n_entities, d), eq. 2
-        head = entities[batch["pair_doc"], batch["pair_h"]]  # E_a (n_pairs, d)
-        tail = entities[batch["pair_doc"], batch["pair_t"]]  # E_b (n_pairs, d)
-        entity = self.entity_inference(head, tail, batch["distance_ht"], batch["distance_th"])  # I_e, eq. 5
+        table = entities.reshape(-1, entities.shape[-1])  # (batch * n_entities, d)
+        head = batch["pair_doc"] * entities.shape[1] + batch["pair_h"]  # row of E_a in the table (n_pairs,)
+        tail = batch["pair_doc"] * entities.shape[1] + batch["pair_t"]  # row of E_b
+        entity = self.entity_inference(
+            table, table, batch["distance_ht"], batch["distance_th"], head, tail
+        )  # I_e (n_pairs, d), eq. 5: eq. 3's projections once per entity, not once per pair side
         document, weights, mask = self.document_inference(inputs, self.dropout(entity), batch)  # I_d, eq. 14
         logits = self.W_r(self.dropout(torch.cat([entity, document], dim=-1))).float()  # (n_pairs, R), eq. 15
         output: dict[str, Any] = {"scores": torch.sigmoid(logits)}
