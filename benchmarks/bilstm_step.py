@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--only", default="", help=f"comma-separated variants (default all: {', '.join(VARIANTS)})")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the runs start in ROOT
     keys = [key for key in VARIANTS if not args.only or key in args.only.split(",")]
     unknown = set(args.only.split(",")) - set(VARIANTS) if args.only else set()
     if unknown:

@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-options", default="{}", help="JSON dict of model config overrides")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "doc_transformer_benchmark")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the runs start in ROOT
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     options = {"max_length": args.max_length, **json.loads(args.model_options)}

@@ -9,6 +9,16 @@ Results go to ``OUT/{dataset}_{model}_{seed}.json`` (finished runs are skipped w
     python benchmarks/hiclre_benchmark.py --out bench_out/hiclre --overhead gids   # eq. 12 pass: time, memory
     python benchmarks/hiclre_benchmark.py --out bench_out/hiclre --report
 
+``--overhead``: two ``hiere train configs/hiclre_{dataset}.yaml`` runs timed by the trainer
+(``trainer.profile_steps``, one warm-up step then ``--overhead-steps`` profiled ones, on the first training
+bags, one thread), with the eq. 12 gradient pass and with all three ``*_gradient: false``. The pass runs in the
+forward phase, after the encoder and through the head only, so its cost is the difference of the forward phases
+outside the encoder (the head's forward; load noise shows as a negative or implausible difference); peak RSS is
+each run's (``os.wait4``).
+Written to ``OUT/overhead_{dataset}.json``; runs in ``OUT/runs/overhead_{dataset}_{on,off}`` (finished ones
+are not run again). The profile covers the first epoch (u = 1: the memory term computes its similarities, but
+no representation of epoch u - 1 exists yet).
+
 ``--set key=value`` is passed to every run (e.g. ``--set model.max_length=64``). ``--models`` also accepts
 ablations ``hiclre:<switch>[,<switch>...]`` (``hiclre:recontextualization``, ``hiclre:contrastive``,
 ``hiclre:entity_memory,sentence_memory,bag_memory``, ...), which set those model keys to false (Table 3
@@ -20,9 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,9 +37,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from bag_report import print_ranking_table
+from harness import ROOT, machine, profile_overrides, profile_runs, self_peak_rss_mb, train_command
 
-ROOT = Path(__file__).resolve().parents[1]
+from hiere.io import write_json_atomic
+
 DATASETS = ("gids", "nyt10")
 
 
@@ -108,55 +118,47 @@ def run_one(dataset: str, model_key: str, seed: int, args: argparse.Namespace) -
         "train_sentences_per_s": train_sentences * len(history) / train_seconds,
         "inference_sentences_per_s": sum(b.size for b in inference_bags) / inference_seconds,
         "wall_seconds": wall,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
+        "peak_rss_mb": self_peak_rss_mb(),
+        "machine": machine(),
     }
 
 
-def overhead(dataset: str, gradient: bool, args: argparse.Namespace) -> dict[str, Any]:
-    """HiCLRE training steps with or without the eq. 12 gradient pass: seconds per step, pass seconds, RSS."""
-    import torch
-
-    from hiere.config import load_config
-    from hiere.models import get_model_class
-    from hiere.tasks.bag import TASK
-    from hiere.training.trainer import build_relations, read_split
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    switches = [] if gradient else [f"model.{level}_gradient=false" for level in ("entity", "sentence", "bag")]
-    config = load_config(ROOT / "configs" / f"hiclre_{dataset}.yaml", [*switches, *args.set])
-    model_class = get_model_class("hiclre")
-    model_config = model_class.Config.from_dict(config["model"])
-    relations = build_relations(TASK, config, config["data"]["train"])
-    bags = read_split(TASK, config, "train", relations, **model_class.training_read_options(model_config))
-    model = model_class(model_config, model_class.build_resources(model_config, bags, relations))
-    model.init_pretrained()
-    model.train()
-    model.on_epoch_start(2)  # memory term active
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    batch_size, steps = 16, args.overhead_steps
-    features = [model.featurize(bag) for bag in bags[: batch_size * (steps + 1)]]
-    seconds = []
-    for step in range(steps + 1):
-        batch = model.collate(features[step * batch_size : (step + 1) * batch_size])
-        started = time.perf_counter()
-        loss = model(batch)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step:  # the first step warms up
-            seconds.append(time.perf_counter() - started)
-        else:
-            model.perturbation_seconds = 0.0
+def overhead(dataset: str, args: argparse.Namespace) -> dict[str, Any]:
+    """HiCLRE training steps with and without the eq. 12 gradient pass, timed by the trainer: seconds per step
+    and per phase, the pass as the difference of the head's forward (forward - encoder), each run's peak RSS."""
+    config = ROOT / "configs" / f"hiclre_{dataset}.yaml"
+    steps = args.overhead_steps
+    batch_size = int(yaml.safe_load(config.read_text())["trainer"]["batch_size"])
+    common = [f"data.train_slice=[0,{batch_size * (steps + 1)}]", "data.dev_slice=[0,20]", "data.test=null",
+              *profile_overrides(steps), *args.set]
+    switches = {"on": [], "off": [f"model.{level}_gradient=false" for level in ("entity", "sentence", "bag")]}
+    runs = args.out / "runs"
+    keys = {gradient: f"overhead_{dataset}_{gradient}" for gradient in switches}
+    profiles = profile_runs({key: train_command(config, runs / key, [*common, *switches[gradient]])
+                             for gradient, key in keys.items()}, runs)
+    missing = [key for key in keys.values() if profiles[key] is None]
+    if missing:
+        raise SystemExit(f"no profile from {', '.join(missing)}: see {runs}/<run>.train.log")
+    measured = {}
+    for gradient, key in keys.items():
+        profile = profiles[key]
+        measured[gradient] = {
+            "seconds_per_step": profile["seconds_per_step"],
+            "phase_seconds": {phase: entry["seconds"] for phase, entry in profile["phases"].items()},
+            "head_forward_seconds": round(profile["phases"]["forward"]["seconds"]
+                                          - profile["phases"]["encoder"]["seconds"], 6),
+            "precision": profile["precision"],
+            "peak_rss_mb": (profile["process"] or {}).get("peak_rss_mb"),
+        }
+    on, off = measured["on"], measured["off"]
     return {
         "dataset": dataset,
-        "gradient_pass": gradient,
         "steps": steps,
         "bags_per_step": batch_size,
-        "seconds_per_step": statistics.mean(seconds),
-        "perturbation_seconds_per_step": model.perturbation_seconds / steps,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gradient_pass": measured,
+        "pass_seconds_per_step": round(on["head_forward_seconds"] - off["head_forward_seconds"], 6),
+        "step_seconds_difference": round(on["seconds_per_step"] - off["seconds_per_step"], 6),
+        "machine": machine(),
     }
 
 
@@ -249,9 +251,9 @@ def main() -> None:
     parser.add_argument("--overhead-steps", type=int, default=4)
     parser.add_argument("--diagnose", type=Path, help="a trained hiclre model directory: contrastive terms")
     parser.add_argument("--single", nargs=3, metavar=("DATASET", "MODEL", "SEED"), help=argparse.SUPPRESS)
-    parser.add_argument("--single-overhead", nargs=2, metavar=("DATASET", "GRADIENT"), help=argparse.SUPPRESS)
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the runs start in ROOT
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report:
         report(args.out)
@@ -259,21 +261,20 @@ def main() -> None:
     if args.diagnose:
         result = diagnose(args.diagnose, args.overhead_steps)
         result["command"] = " ".join(sys.argv)
-        (args.out / f"diagnose_{args.diagnose.name}.json").write_text(json.dumps(result, indent=1))
+        write_json_atomic(args.out / f"diagnose_{args.diagnose.name}.json", result, indent=1)
         print(json.dumps(result, indent=1))
         return
-    if args.single or args.single_overhead:
-        if args.single:
-            dataset, model_key, seed = args.single
-            result = run_one(dataset, model_key, int(seed), args)
-            target = args.out / f"{run_name(dataset, model_key, seed)}.json"
-        else:
-            dataset, gradient = args.single_overhead
-            result = overhead(dataset, gradient == "on", args)
-            target = args.out / f"overhead_{dataset}_{gradient}.json"
+    if args.overhead:
+        result = overhead(args.overhead, args)
         result["command"] = " ".join(sys.argv)
-        target.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
-        target.with_suffix(".tmp").replace(target)
+        write_json_atomic(args.out / f"overhead_{args.overhead}.json", result, indent=1)
+        print(json.dumps(result, indent=1))
+        return
+    if args.single:
+        dataset, model_key, seed = args.single
+        result = run_one(dataset, model_key, int(seed), args)
+        result["command"] = " ".join(sys.argv)
+        write_json_atomic(args.out / f"{run_name(dataset, model_key, seed)}.json", result, indent=1)
         return
     print("command:", " ".join(sys.argv), flush=True)
     common = [
@@ -288,12 +289,6 @@ def main() -> None:
         "--set",
         *args.set,
     ]
-    if args.overhead:
-        for gradient in ("on", "off"):
-            subprocess.run(
-                [sys.executable, __file__, "--single-overhead", args.overhead, gradient, *common], check=True
-            )
-        return
     for dataset in args.datasets:
         for seed in args.seeds:
             for model_key in args.models:

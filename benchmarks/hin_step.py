@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "hin_step")
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the runs start in ROOT
     trainer = yaml.safe_load(args.config.read_text())["trainer"]
     per_step = int(trainer["batch_size"]) * int(trainer.get("grad_accumulation", 1))  # documents per update
     slice_ = f"data.train_slice=[0,{per_step * (args.steps + 1)}]"
