@@ -9,7 +9,10 @@
    limit, cut into overlapping windows padded to the longest window; a batch of bags is padded to its
    longest sentence. Reported: real tokens / slots (the share of encoder work that is not padding).
 2. The optimizer update. Median time of one AdamW step over ATLOP's parameters (MiniLM + heads) with the
-   per-tensor loop (``fused=False``), the multi-tensor path (``foreach``) and the fused kernel.
+   per-tensor loop (``fused=False``), the multi-tensor path (``foreach``) and the fused kernel: the optimizer
+   alone on random gradients, not a training step (those are timed by the trainer: ``trainer.profile_steps``).
+
+With the machine (:func:`harness.machine`) and this process's peak RSS; ``--out`` is written atomically.
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ import time
 from pathlib import Path
 
 import torch
+from harness import ROOT, machine, self_peak_rss_mb
 
 from hiere.config import load_config
+from hiere.io import write_json_atomic
 from hiere.models import get_model_class
 from hiere.tasks import get_task
 from hiere.training.trainer import build_relations, epoch_batches, read_split
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(config_path: Path):
@@ -98,9 +101,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
+    out = args.out.resolve() if args.out else None  # build() changes into ROOT
     torch.set_num_threads(args.threads)
 
-    results: dict = {"load_average": os.getloadavg(), "threads": args.threads, "padding": []}
+    results: dict = {"machine": machine(), "threads": args.threads, "padding": []}
     config, atlop, features = build(ROOT / "configs" / "atlop_redocred.yaml")
     results["padding"] += padding_table("redocred (atlop, batch 4)", config, atlop, features, args.buckets, args.epochs)
     bag_config, bert_att, bag_features = build(ROOT / "configs" / "bert_att_gids.yaml")
@@ -115,8 +119,9 @@ def main() -> None:
         seconds = optimizer_step_seconds(atlop, mode, args.repeats)
         results["adamw_step"][mode] = round(seconds, 4)
         print(f"AdamW step over {n_parameters:,} parameters, {mode}: {seconds * 1000:.1f} ms", flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
+    results["peak_rss_mb"] = round(self_peak_rss_mb(), 1)
+    if out:
+        write_json_atomic(out, results, indent=1)
 
 
 if __name__ == "__main__":
