@@ -10,7 +10,10 @@ is scored the same way and with the official DocRED scorer, so the difference is
 clustering cost. ``reachable recall`` is the share of gold facts whose head and tail entities both
 have a mention name among the entities spaCy found: the recall ceiling of the text pipeline.
 
-    python benchmarks/extract_benchmark.py MODEL_DIR [--data FILE --offset 450 --limit 50]
+    python benchmarks/extract_benchmark.py MODEL_DIR [--data FILE --offset 450 --limit 50] [--stream N] [--json FILE]
+
+The report names the machine (:func:`harness.machine`) and this process's peak RSS; ``--json`` is written
+atomically.
 """
 
 from __future__ import annotations
@@ -18,22 +21,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from harness import ROOT, machine, rss_mb, self_peak_rss_mb
 
 import hiere
 from hiere.data.docred import Document, read_docred
 from hiere.extract import extract, triples_from_predictions
+from hiere.io import write_json_atomic
 from hiere.metrics.doc import f1_score, score_documents
 from hiere.text.clusters import MentionInfo, cluster_mentions
 from hiere.text.pipeline import TextPipeline
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "redocred" / "dev_revised.json"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 
 
 def squash(name: str) -> str:
@@ -119,14 +122,6 @@ def entity_coverage(gold: list[Document], parsed: list[Document]) -> dict[str, f
             "gold_entities_per_doc": n_entities / len(gold)}
 
 
-def rss_mib() -> float:
-    """Resident memory of this process (Linux /proc), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def stream_memory(predictor, pipeline: TextPipeline, texts: list[str], n_docs: int, folder: Path) -> dict:
     """Stream ``n_docs`` documents (the texts repeated) from a file through :func:`extract`, sampling
     the resident memory every 50 documents: a flat curve means constant memory."""
@@ -139,7 +134,7 @@ def stream_memory(predictor, pipeline: TextPipeline, texts: list[str], n_docs: i
     samples, start = [], time.perf_counter()
     for index, _ in enumerate(extract(predictor, iter_documents(path), pipeline=pipeline, skip_errors=True), 1):
         if index % 50 == 0:
-            samples.append((index, round(rss_mib(), 1)))
+            samples.append((index, round(rss_mb() or float("nan"), 1)))
     return {"documents": n_docs, "rss_mib_every_50_docs": samples, "seconds": time.perf_counter() - start}
 
 
@@ -200,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": " ".join(["python", "benchmarks/extract_benchmark.py", *(argv or sys.argv[1:])]),
         "data": f"{args.data} documents [{args.offset}, {args.offset + len(gold)})",
-        "machine": f"{platform.machine()} {platform.system()}, {torch.get_num_threads()} torch thread(s), "
-        f"torch {torch.__version__}",
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
         "gold_entities_official": {k: official[k] for k in ("precision", "recall", "f1", "n_pred", "n_gold")},
         "gold_entities_by_name": gold_by_name,
         "extract_by_name": text_by_name,
@@ -211,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "streaming": streaming,
         "seconds": {"model_on_gold_docs": gold_seconds, "spacy_parse_and_cluster": parse_seconds,
                     "extract_total": extract_seconds, "docs": len(gold)},
+        "peak_rss_mb": round(self_peak_rss_mb(), 1),
     }
     print(json.dumps(report, indent=1))
     rows = [
@@ -234,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clustering rule on the gold mentions of documents [0, {args.offset}): pairwise precision "
               f"{clustering['pairwise_precision']:.3f}, recall {clustering['pairwise_recall']:.3f}")
     if args.json:
-        from hiere.io import write_json_atomic
-
         write_json_atomic(args.json, report, indent=1)
     return 0
 
