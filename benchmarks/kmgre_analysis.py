@@ -1,6 +1,6 @@
 """What KMGRE's key mention pairs do on dev: inference-time fusion variants and evidence enrichment.
 
-    python benchmarks/kmgre_analysis.py runs/bench/kmgre_s42 [--threads 1]
+    python benchmarks/kmgre_analysis.py runs/bench/kmgre_s42 [--threads 1] [--out FILE]
 
 One forward pass over the dev documents of the model's config (``data.dev`` + ``data.dev_slice``)
 gives every mention pair's extractor logits and p_ω. From them, without retraining:
@@ -12,6 +12,8 @@ gives every mention pair's extractor logits and p_ω. From them, without retrain
   mentions both lie in evidence sentences, against the same share over all mention pairs
   (a key-instance classifier that finds the right instances has a ratio above 1);
 * agreement between the E-step pseudo labels ẑ (from p_θ and the gold labels) and the key pairs.
+
+Prints the report as JSON (with the machine and this process's peak RSS); ``--out`` also writes it, atomically.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import time
 from pathlib import Path
 
 import torch
+from harness import machine, self_peak_rss_mb
 
 import hiere
 from hiere.data.docred import read_docred
+from hiere.io import write_json_atomic
 from hiere.losses import adaptive_threshold_scores
 from hiere.models.doc.kmgre import KMGRE, segment_mean
 from hiere.tasks import get_task
@@ -44,6 +48,7 @@ def main() -> None:
     parser.add_argument("model_dir")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--out", type=Path, help="also write the report (JSON) here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -139,8 +144,13 @@ def main() -> None:
         "p_key_std_within_entity_pair": round(
             float((p_key - segment_mean(p_key, pair_row, n_rows)[pair_row]).pow(2).mean().sqrt()), 4
         ),
+        "machine": machine(),
+        "threads": args.threads,
+        "peak_rss_mb": round(self_peak_rss_mb(), 1),
     }
     print(json.dumps(report, indent=1, ensure_ascii=False))
+    if args.out:
+        write_json_atomic(args.out, report, indent=1)
 
 
 def score(task, dev, train, rows, entity_logits, relations, top_k) -> dict[str, float]:
