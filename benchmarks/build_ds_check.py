@@ -17,7 +17,9 @@ NER, alias matching) turns that corpus into bags, and the bags are scored agains
 
 Then ``python -m hiere train configs/pcnn_att_nyt10.yaml`` runs on the built train/dev splits with
 only data paths overridden (plus ``--epochs``), and the PR-AUC on the held-back test pairs is read
-from the model directory's ``test_metrics.json``.
+from the model directory's ``test_metrics.json`` (a finished training, whose ``test_metrics.json`` exists, is
+not run again). The report (``OUTPUT/report.json``, written atomically) names the machine
+(:func:`harness.machine`), the build's peak RSS and the training's wall time and peak RSS.
 
     python benchmarks/build_ds_check.py -o runs/build_ds_check [--limit N] [--no-train] [--epochs E]
 """
@@ -25,19 +27,20 @@ from the model directory's ``test_metrics.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from hiere.build_ds import BuildOptions, build_dataset
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness, also when a test loads this file
+from harness import ROOT, Outcome, Run, machine, run_queue, self_peak_rss_mb, train_command  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "redocred" / "dev_revised.json"
+from hiere.build_ds import BuildOptions, build_dataset  # noqa: E402
+from hiere.io import write_json_atomic  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 
 
 def entity_name(mentions: list[dict]) -> str:
@@ -73,7 +76,7 @@ def write_known_answer(documents: list[dict], folder: Path) -> dict[str, Path]:
                     facts.add((names[label["h"]], label["r"], names[label["t"]]))
     (folder / "facts.tsv").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in sorted(facts)), encoding="utf-8")
     (folder / "aliases.tsv").write_text("".join(f"{e}\t{a}\n" for e, a in sorted(aliases)), encoding="utf-8")
-    (folder / "sentences.json").write_text(json.dumps(spans), encoding="utf-8")
+    write_json_atomic(folder / "sentences.json", spans)
     return {"corpus": folder / "corpus.jsonl", "kb": folder / "facts.tsv", "aliases": folder / "aliases.tsv"}
 
 
@@ -127,16 +130,27 @@ def score_known_answer(documents: list[dict], out: Path, spans: list[list[list[i
     }
 
 
-def train_pcnn(out: Path, run_dir: Path, epochs: int | None, config: str) -> tuple[list[str], dict]:
-    command = [sys.executable, "-m", "hiere", "train", config, "-o", str(run_dir),
-               "--set", f"data.train={out / 'train.jsonl'}", "--set", f"data.dev={out / 'dev.jsonl'}",
-               "--set", f"data.test={out / 'test.jsonl'}", "--set", f"data.relations={out / 'rel2id.json'}",
-               "--set", "data.long_tail=null"]
+def train_pcnn(out: Path, run_dir: Path, epochs: int | None, config: str) -> tuple[list[str], dict, dict | None]:
+    """``hiere train CONFIG`` on the built bags (unless ``run_dir`` holds a finished run): the command, the test
+    metrics, and the training process's exit code, wall seconds and peak RSS (None when it was not run)."""
+    overrides = [f"data.train={out / 'train.jsonl'}", f"data.dev={out / 'dev.jsonl'}",
+                 f"data.test={out / 'test.jsonl'}", f"data.relations={out / 'rel2id.json'}", "data.long_tail=null"]
     if epochs is not None:
-        command += ["--set", f"trainer.epochs={epochs}"]
-    print("$ " + " ".join(command), file=sys.stderr, flush=True)
-    subprocess.run(command, check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    return command, json.loads((run_dir / "test_metrics.json").read_text())
+        overrides.append(f"trainer.epochs={epochs}")
+    command = train_command(config, run_dir, overrides)
+    outcomes: list[Outcome] = []
+    if not (run_dir / "test_metrics.json").exists():
+        run = Run(run_dir.name, run_dir.parent, [("train", command)])
+
+        def done(_: Run, outcome: Outcome) -> bool:
+            outcomes.append(outcome)
+            return False
+
+        run_queue([run], 1, done)
+        if outcomes[0].exit_code:
+            raise SystemExit(f"training exited with {outcomes[0].exit_code}: see {run.log('train')}")
+    process = dataclasses.asdict(outcomes[0]) if outcomes else None
+    return command, json.loads((run_dir / "test_metrics.json").read_text()), process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,18 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": " ".join([sys.executable, *sys.argv]),
         "data": f"{args.data} ({len(documents)} documents)",
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "machine": machine(),
         "build_seconds": round(build_seconds, 1),
+        "build_peak_rss_mb": round(self_peak_rss_mb(), 1),
         "build": {key: stats[key] for key in ("documents", "sentences", "sentences_with_pair", "lines", "bags",
                                               "na_share_of_bags", "kb_facts", "kb_facts_matched")},
         "known_answer": score_known_answer(documents, work / "bags", spans),
     }
     if not args.no_train:
-        command, metrics = train_pcnn(work / "bags", work / "pcnn_att", args.epochs, args.config)
+        command, metrics, process = train_pcnn(work / "bags", work / "pcnn_att", args.epochs, args.config)
         report["train_command"] = " ".join(command)
+        report["train_process"] = process
         report["test_metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     print(json.dumps(report, indent=1))
-    (work / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json_atomic(work / "report.json", report, indent=1)
     return 0
 
 
