@@ -16,8 +16,9 @@ has ``test_metrics.json`` is not retrained, an unfinished one continues with ``-
 
 ``--epochs`` (default: each config's budget: 60 epochs, early stopping with patience 10 on dev PR-AUC),
 ``--batch-size``, ``--lr``, ``--weight-decay`` and ``--eval-batch-size`` are shorthands for
-``--set trainer.<key>=<value>``; ``--set key=value`` goes to every run. ``--report`` computes the tables from the run directories (test metrics,
-history, the saved test ranking, or a fresh ``predict`` where it is missing) and ``OUT/results.json``:
+``--set trainer.<key>=<value>``; ``--set key=value`` goes to every run. ``--report`` computes the tables
+from the run directories (test metrics, history, the saved test ranking, or a fresh ``predict`` where it is
+missing) and ``OUT/results.json``:
 ranking metrics, long-tail Hits@K (HNRE's rel100/rel200 lists and this training subset's own long tail),
 Hits@10 by training frequency, the NA analysis, throughput, memory, and the PR curves (``--plot``).
 
