@@ -247,6 +247,13 @@ def test_profile_steps_writes_the_phases_of_the_steps_after_the_first(tmp_path):
     assert parts + report["other"]["seconds"] == pytest.approx(report["seconds_per_step"], abs=1e-5)
     text = (out / "profile.txt").read_text()
     assert "2 training steps after one warm-up step" in text and "hiere.forward" in text and "Self CPU" in text
+    memory = report["memory"]  # resident size sampled during the profiled steps, the largest per phase
+    assert memory["rss_mb_at_start"] > 0 and {"forward", "backward"} <= set(memory["peak_rss_mb"])
+    assert all(value > 0 for value in memory["peak_rss_mb"].values())
+    assert "largest seen during each phase" in text and "by self CPU memory" not in text
+    with_allocations = tmp_path / "allocations"
+    train(tiny_config(profile_steps=2, epochs=1, profile_memory=True), with_allocations)
+    assert "by self CPU memory" in (with_allocations / "profile.txt").read_text()
     short = tmp_path / "short"
     train(tiny_config(profile_steps=5, epochs=1), short)  # the epoch ends first: the steps it had
     assert json.loads((short / "profile.json").read_text())["steps"] == 2

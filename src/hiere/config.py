@@ -80,6 +80,7 @@ class TrainerConfig:
     # >0: time the N optimizer steps after the first (collate / forward / encoder / backward / optimizer) and
     # profile them with torch.profiler -> OUT/profile.json, OUT/profile.txt (hiere.training.profile)
     profile_steps: int = 0
+    profile_memory: bool = False  # with profile_steps: torch.profiler records allocations, a table by memory
 
     def __post_init__(self) -> None:
         problems = []

@@ -338,7 +338,8 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     train_for_ign = task.metrics_train(train_examples)
     resolved = {**config, "data": dict(config.get("data") or {}), "trainer": trainer.to_dict()}
 
-    profiler = StepProfiler(trainer.profile_steps if context.is_main else 0, out_dir, model, device, precision)
+    profiler = StepProfiler(trainer.profile_steps if context.is_main else 0, out_dir, model, device, precision,
+                            memory=trainer.profile_memory)
     start_epoch = state["epoch"] + 1
     for epoch in range(start_epoch, trainer.epochs + 1):
         if trainer.max_steps and state["step"] >= trainer.max_steps:
