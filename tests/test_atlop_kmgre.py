@@ -344,3 +344,24 @@ def test_mention_encoder_reads_each_mention_at_its_start_marker(atlop, kmgre, do
     n_mentions = batch["mention_doc"].shape[0]
     assert states.shape == (n_mentions, hidden.shape[-1]) and attention.shape[0] == n_mentions
     torch.testing.assert_close(states, hidden[batch["mention_doc"], batch["mention_position"]])
+
+
+def test_classify_in_chunks_gives_the_logits_and_gradients_of_one_call() -> None:
+    from hiere.models.doc.transformer_doc import classify_in_chunks, grouped_bilinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(8 * 4, 5)  # emb_size 8, block 4 -> (n, 32) -> 5 relations
+
+    def classify(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return linear(grouped_bilinear(first, second, 4))
+
+    first, second = torch.randn(11, 8, requires_grad=True), torch.randn(11, 8, requires_grad=True)
+    whole = classify(first, second)
+    grads = torch.autograd.grad(whole.square().sum(), [first, second, linear.weight])
+    chunked = classify_in_chunks(classify, first, second, chunk=3)  # chunks of 3, 3, 3, 2 pairs
+    assert chunked.shape == (11, 5) and torch.allclose(chunked, whole, atol=1e-6)
+    for a, b in zip(torch.autograd.grad(chunked.square().sum(), [first, second, linear.weight]), grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(classify_in_chunks(classify, first, second, chunk=4), whole, atol=1e-6)
+    assert classify_in_chunks(classify, first[:0], second[:0]).shape == (0, 5)

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from hiere.errors import HiereConfigError
 from hiere.losses import adaptive_threshold_loss, adaptive_threshold_scores
@@ -28,6 +27,7 @@ from hiere.models.doc.transformer_doc import (
     TransformerDocConfig,
     TransformerDocModel,
     block_problems,
+    classify_in_chunks,
     grouped_bilinear,
     logsumexp_entities,
     mean_entities,
@@ -66,12 +66,9 @@ class ATLOP(TransformerDocModel):
         context = context.to(entity_states.dtype)
         z_head = torch.tanh(self.head_extractor(torch.cat([entity_states[head], context], dim=-1)))  # eq. 8
         z_tail = torch.tanh(self.tail_extractor(torch.cat([entity_states[tail], context], dim=-1)))  # eq. 9
-        # (n_pairs, R), eq. 5; the (n_pairs, emb_size * block_size) products are recomputed in the
-        # backward pass instead of being stored (the largest activation of the model)
-        if torch.is_grad_enabled() and z_head.requires_grad:
-            logits = checkpoint(self.classify, z_head, z_tail, use_reentrant=False)
-        else:
-            logits = self.classify(z_head, z_tail)
+        # (n_pairs, R), eq. 5; the (n_pairs, emb_size * block_size) products, the largest activation of the
+        # model, are made a chunk of pairs at a time and recomputed in the backward pass instead of being stored
+        logits = classify_in_chunks(self.classify, z_head, z_tail)
         output: dict[str, Any] = {"scores": adaptive_threshold_scores(logits, self.config.top_k)}
         labels = batch.get("labels")
         if labels is not None:

@@ -223,6 +223,26 @@ def _pool_by_document(weights: torch.Tensor, hidden: torch.Tensor, docs: torch.T
     return torch.cat(out) if out else weights.new_zeros((0, hidden.shape[-1]))
 
 
+CLASSIFY_CHUNK = 256  # entity pairs per grouped-bilinear call: (256, emb_size * block_size) at most at a time
+
+
+def classify_in_chunks(classify: Any, first: torch.Tensor, second: torch.Tensor, chunk: int = CLASSIFY_CHUNK
+                       ) -> torch.Tensor:
+    """``classify(first, second)`` over the rows ``chunk`` at a time -> the same logits as one call.
+
+    The grouped bilinear's input (n, emb_size * block_size) is the largest tensor of ATLOP: 196 KB a pair in
+    fp32, so a batch of four documents with 3,000 entity pairs would hold 0.6 GB of it, more with its bf16
+    copy and, in the backward pass, its gradient. In chunks, and when training recomputed chunk by chunk in
+    the backward pass (activation checkpointing), at most ``chunk`` rows of it exist at once.
+    """
+    if len(first) <= chunk:
+        grad = torch.is_grad_enabled() and (first.requires_grad or second.requires_grad)
+        return checkpoint(classify, first, second, use_reentrant=False) if grad else classify(first, second)
+    parts = [classify_in_chunks(classify, first[start : start + chunk], second[start : start + chunk], chunk)
+             for start in range(0, len(first), chunk)]
+    return torch.cat(parts)
+
+
 def grouped_bilinear(first: torch.Tensor, second: torch.Tensor, block_size: int) -> torch.Tensor:
     """ATLOP eq. 5 input: split into k = d / block groups, outer product per group -> (n, d * block)."""
     n, size = first.shape
