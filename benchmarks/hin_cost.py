@@ -60,8 +60,8 @@ def hin(counts: dict[str, int], model: dict, relations: int, word_dim: int) -> d
     per_space = 2 * k + k + k  # [bilinear; translation; head; tail]
     return {
         "BiLSTM_E over the document (eq. 1)": lstm_macs(counts["tokens"], inputs, hidden),
-        # E^k of the head and of the tail of every pair (hiere projects per pair, not per entity), R^k, G_e
-        "subspaces, R^k, G_e (eqs. 3-5)": 2 * pairs * spaces * (d * d + d * k)
+        # E^k of every entity once (gathered per pair since 2c62926), R^k and G_e per pair
+        "subspaces, R^k, G_e (eqs. 3-5)": counts["entities"] * spaces * (d * d + d * k)
         + pairs * spaces * k * k * k + pairs * (spaces * per_space + model["distance_dim"]) * d,
         "BiLSTM_S over every sentence (eq. 6)": lstm_macs(counts["tokens"], inputs, hidden),
         "word attention (eqs. 7-9)": counts["tokens"] * d * d,
