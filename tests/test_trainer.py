@@ -263,3 +263,22 @@ def test_profile_steps_writes_the_phases_of_the_steps_after_the_first(tmp_path):
     assert "nothing was profiled" in (single / "train.log").read_text()
     with pytest.raises(HiereConfigError, match="trainer.profile_steps=-1: must be >= 0"):
         TrainerConfig(profile_steps=-1)
+
+
+def test_mmap_threshold_is_set_through_mallopt_and_checked(tmp_path, monkeypatch):
+    import hiere.memory
+    from hiere.training.trainer import train
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, parameter, value):
+            calls.append((parameter, value))
+            return 1
+
+    monkeypatch.setattr(hiere.memory.ctypes, "CDLL", lambda name: FakeLibc())
+    train(tiny_config(mmap_threshold_mb=4, epochs=1, max_steps=1), tmp_path / "run")
+    assert calls == [(hiere.memory.M_MMAP_THRESHOLD, 4 * 2**20)]
+    assert "allocations of 4 MB and more mapped on their own" in (tmp_path / "run" / "train.log").read_text()
+    with pytest.raises(HiereConfigError, match="trainer.mmap_threshold_mb=64.0: must be between 0"):
+        TrainerConfig(mmap_threshold_mb=64)

@@ -81,6 +81,8 @@ class TrainerConfig:
     # profile them with torch.profiler -> OUT/profile.json, OUT/profile.txt (hiere.training.profile)
     profile_steps: int = 0
     profile_memory: bool = False  # with profile_steps: torch.profiler records allocations, a table by memory
+    # >0: allocations of at least this many MB get their own mapping, returned on free (glibc; hiere.memory)
+    mmap_threshold_mb: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -124,6 +126,7 @@ class TrainerConfig:
             ("max_steps", self.max_steps is None or self.max_steps >= 1, "must be null (no cap) or >= 1"),
             ("log_every", self.log_every >= 1, "must be >= 1"),
             ("profile_steps", self.profile_steps >= 0, "must be >= 0 (0: no profile)"),
+            ("mmap_threshold_mb", 0 <= self.mmap_threshold_mb <= 32, "must be between 0 (glibc's own) and 32 MB"),
         ]
         return [(name, rule) for name, ok, rule in checks if not ok]
 

@@ -28,6 +28,7 @@ from hiere.config import TrainerConfig, check_data_files, get
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
+from hiere.memory import set_mmap_threshold
 from hiere.models import get_model_class
 from hiere.models.base import HiereModel
 from hiere.models.directory import load_model_dir, save_model_dir
@@ -266,6 +267,9 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     # progress bars on a terminal; elsewhere (a log file, CI) train.log's lines on stderr: one every log_every batches
     progress = trainer.progress and context.is_main and sys.stderr.isatty()
     setup_logging(out_dir, context.is_main, echo=trainer.progress and context.is_main and not progress)
+    if trainer.mmap_threshold_mb and set_mmap_threshold(trainer.mmap_threshold_mb):
+        log.info("heap: allocations of %g MB and more mapped on their own (trainer.mmap_threshold_mb)",
+                 trainer.mmap_threshold_mb)
     set_seed(trainer.seed)
     precision = resolve_precision(device, trainer.precision)
     record_runtime(out_dir, trainer, precision, device, context)
