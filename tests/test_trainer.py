@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -282,3 +283,24 @@ def test_mmap_threshold_is_set_through_mallopt_and_checked(tmp_path, monkeypatch
     assert "allocations of 4 MB and more mapped on their own" in (tmp_path / "run" / "train.log").read_text()
     with pytest.raises(HiereConfigError, match="trainer.mmap_threshold_mb=64.0: must be between 0"):
         TrainerConfig(mmap_threshold_mb=64)
+
+
+def test_huge_pages_ask_pytorch_for_transparent_huge_pages_unless_the_kernel_has_them_off(tmp_path, monkeypatch):
+    import hiere.memory
+    from hiere.training.trainer import train
+
+    setting = tmp_path / "enabled"
+    monkeypatch.setattr(hiere.memory, "THP_SETTING", setting)
+    monkeypatch.setenv(hiere.memory.THP_VARIABLE, "x")  # so that the variable's absence is restored afterwards
+    monkeypatch.delenv(hiere.memory.THP_VARIABLE)
+    setting.write_text("always madvise [never]\n")
+    assert hiere.memory.kernel_huge_pages() == "never"
+    assert not hiere.memory.enable_huge_pages() and hiere.memory.THP_VARIABLE not in os.environ
+    setting.write_text("always [madvise] never\n")
+    train(tiny_config(huge_pages=True, epochs=1, max_steps=1), tmp_path / "run")
+    assert os.environ[hiere.memory.THP_VARIABLE] == "1"
+    assert "transparent huge pages (trainer.huge_pages)" in (tmp_path / "run" / "train.log").read_text()
+    monkeypatch.setenv(hiere.memory.THP_VARIABLE, "0")  # the user's own setting wins
+    assert not hiere.memory.enable_huge_pages() and os.environ[hiere.memory.THP_VARIABLE] == "0"
+    monkeypatch.setattr(hiere.memory, "THP_SETTING", tmp_path / "missing")
+    assert hiere.memory.kernel_huge_pages() is None

@@ -321,9 +321,13 @@ def cmd_build_ds(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from hiere.config import load_config
-    from hiere.training.trainer import train
+    from hiere.memory import enable_huge_pages
 
     config = load_config(args.config, args.overrides)
+    if (config.get("trainer") or {}).get("huge_pages"):
+        enable_huge_pages()  # before the trainer's imports allocate the process's first tensor
+    from hiere.training.trainer import train
+
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise HiereInputError(args.output, None, None, "is a file; the output of training is a model directory")
     out = train(config, args.output, resume=args.resume)

@@ -83,6 +83,8 @@ class TrainerConfig:
     profile_memory: bool = False  # with profile_steps: torch.profiler records allocations, a table by memory
     # >0: allocations of at least this many MB get their own mapping, returned on free (glibc; hiere.memory)
     mmap_threshold_mb: float = 0.0
+    # true: tensors of 2 MB and more on transparent huge pages (PyTorch's THP_MEM_ALLOC_ENABLE; hiere.memory)
+    huge_pages: bool = False
 
     def __post_init__(self) -> None:
         problems = []

@@ -6,14 +6,24 @@ whose tensors change shape from batch to batch (documents of every length, any n
 tensors of up to 32 MB come from the heap instead, and the heap keeps what they leave behind: the process
 holds far more than any step needs. :func:`set_mmap_threshold` fixes the threshold (``mallopt``), which also
 stops glibc from moving it, so every tensor above it is mapped and unmapped on its own.
+
+:func:`enable_huge_pages` asks PyTorch's CPU allocator to back every tensor of 2 MB or more with transparent
+huge pages (``madvise(MADV_HUGEPAGE)``; PyTorch reads ``THP_MEM_ALLOC_ENABLE`` once, at its first CPU
+allocation). A fresh mapping then faults in 2 MB at a time instead of 4 kB, which makes mapped tensors cheaper,
+and the heap's large blocks are packed into fewer pages. It only works when set before the process allocates its
+first CPU tensor: ``hiere train`` sets it before it imports the trainer.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
+from pathlib import Path
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+THP_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # read by PyTorch's CPU allocator (c10 alloc_cpu)
+THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 log = logging.getLogger("hiere.memory")
 
@@ -26,3 +36,24 @@ def set_mmap_threshold(megabytes: float) -> bool:
         log.info("no glibc mallopt here: the heap policy stays as it is")
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, int(megabytes * 2**20)))
+
+
+def kernel_huge_pages() -> str | None:
+    """The kernel's transparent-huge-page mode (``always``, ``madvise`` or ``never``), None where unknown."""
+    try:
+        text = THP_SETTING.read_text()
+    except OSError:
+        return None
+    chosen = [word[1:-1] for word in text.split() if word.startswith("[")]
+    return chosen[0] if chosen else None
+
+
+def enable_huge_pages() -> bool:
+    """Ask PyTorch to back tensors of 2 MB or more with transparent huge pages; False where the kernel has them
+    off. An explicit ``THP_MEM_ALLOC_ENABLE`` in the environment is left as it is."""
+    mode = kernel_huge_pages()
+    if mode == "never":
+        log.info("transparent huge pages are off in this kernel (%s): trainer.huge_pages has no effect", THP_SETTING)
+        return False
+    os.environ.setdefault(THP_VARIABLE, "1")
+    return os.environ[THP_VARIABLE] not in ("", "0")

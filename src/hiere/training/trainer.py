@@ -28,7 +28,7 @@ from hiere.config import TrainerConfig, check_data_files, get
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
-from hiere.memory import set_mmap_threshold
+from hiere.memory import enable_huge_pages, set_mmap_threshold
 from hiere.models import get_model_class
 from hiere.models.base import HiereModel
 from hiere.models.directory import load_model_dir, save_model_dir
@@ -270,6 +270,8 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     if trainer.mmap_threshold_mb and set_mmap_threshold(trainer.mmap_threshold_mb):
         log.info("heap: allocations of %g MB and more mapped on their own (trainer.mmap_threshold_mb)",
                  trainer.mmap_threshold_mb)
+    if trainer.huge_pages and enable_huge_pages():
+        log.info("tensors of 2 MB and more on transparent huge pages (trainer.huge_pages)")
     set_seed(trainer.seed)
     precision = resolve_precision(device, trainer.precision)
     record_runtime(out_dir, trainer, precision, device, context)
