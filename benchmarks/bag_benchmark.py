@@ -13,6 +13,9 @@ has ``test_metrics.json`` is not retrained, an unfinished one continues with ``-
     python benchmarks/bag_benchmark.py --out bench_out/bag --datasets nyt10 gids --seeds 1 2 3 --jobs 2
     python benchmarks/bag_benchmark.py --out bench_out/bag --report --plot docs/bag_pr_curves.png
     python benchmarks/bag_benchmark.py --out bench_out/bag --datasets nyt10 --models pcnn_att hnre_pcnn hnre_pcnn_warm
+    python benchmarks/bag_benchmark.py --out bench_out/longtail --datasets nyt10 --models pcnn_att hnre_pcnn_warm \
+        --set data.train=runs/nyt10_longtail/train.txt --set data.dev=runs/nyt10_longtail/val.txt \
+        --set data.test=runs/nyt10_longtail/test.txt     # the split of nyt10_longtail_split.py
 
 ``--epochs`` (default: each config's budget: 60 epochs, early stopping with patience 10 on dev PR-AUC),
 ``--batch-size``, ``--lr``, ``--weight-decay`` and ``--eval-batch-size`` are shorthands for
@@ -20,7 +23,8 @@ has ``test_metrics.json`` is not retrained, an unfinished one continues with ``-
 from the run directories (test metrics, history, the saved test ranking, or a fresh ``predict`` where it is
 missing) and ``OUT/results.json``:
 ranking metrics, long-tail Hits@K (HNRE's rel100/rel200 lists and this training subset's own long tail),
-Hits@10 by training frequency, the NA analysis, throughput, memory, and the PR curves (``--plot``).
+Hits@10 by training frequency (on a ``nyt10_longtail_split.py`` split also on the relations it gave training
+instances), the NA analysis, throughput, memory, and the PR curves (``--plot``).
 
 Data (the configs): NYT10 ``nyt10sub_train90.txt`` (train) / ``nyt10sub_val10.txt`` (dev) /
 ``nyt10sub_test.txt`` (test), Hits@K with HNRE's ``rel100.txt`` / ``rel200.txt``. GIDS: ``gids_dev.txt``
@@ -281,6 +285,17 @@ def tail_counts(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k.startswith(("hits", "n_long"))}
 
 
+def moved_relations(config: dict) -> list[str]:
+    """On a split made by ``nyt10_longtail_split.py`` (its ``split.json`` beside the training file): the test
+    relations that had no training sentence in the subset and got some from the split. Otherwise none."""
+    train = Path(config["data"].get("train") or "")
+    split = (train if train.is_absolute() else ROOT / train).parent / "split.json"
+    if not split.exists():
+        return []
+    relations = json.loads(split.read_text())["relations"]
+    return sorted(r for r, counts in relations.items() if counts["train_sentences"][1] > 0)
+
+
 def analyse(run_dir: Path, entry: dict, cache: dict) -> dict[str, Any]:
     """One run's report record: the trainer's test metrics and history, the benchmark's measurements, and
     from the test ranking the long-tail, frequency-bucket and NA figures (NYT10) and the PR curve."""
@@ -325,6 +340,9 @@ def analyse(run_dir: Path, entry: dict, cache: dict) -> dict[str, Any]:
     for limit in (100, 200):
         rare = [r for r, n in counts.items() if r != "NA" and n < limit]
         test[f"subset_tail{limit}"] = hits_at_k(bags, records, rare)
+    moved = moved_relations(config)
+    if moved:
+        test["split_moved"] = hits_at_k(bags, records, moved)
     record["buckets"] = {}
     for low, high, label in BUCKETS:
         relations = [r for r in data["relations"].relations[1:] if low <= counts.get(r, 0) <= high]
@@ -383,6 +401,8 @@ def long_tail_table(rows: list[dict]) -> None:
         ("<100 train sent.", lambda r: r["test"].get("subset_tail100")),
         ("<200 train sent.", lambda r: r["test"].get("subset_tail200")),
     ]
+    if any("split_moved" in r["test"] for r in rows):  # a run on the long-tail split
+        sources.append(("moved by the split", lambda r: r["test"].get("split_moved")))
     header = ["model"] + [f"{name} {kind}" for name, _ in sources for kind in ("micro", "macro")]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

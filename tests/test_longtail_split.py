@@ -31,3 +31,13 @@ def test_split_moves_whole_pairs_and_keeps_every_line(tmp_path):
         assert (entry["train_sentences"][1] > 0) == (before >= 2), relation
     assert build(NYT, tmp_path / "again") == {**report, "source": report["source"]}  # deterministic
     assert (tmp_path / "again" / "train.txt").read_bytes() == (tmp_path / "train.txt").read_bytes()
+
+
+def test_bag_benchmark_finds_the_moved_relations_of_a_split(tmp_path):
+    from bag_benchmark import moved_relations
+
+    report = build(NYT, tmp_path)
+    moved = moved_relations({"data": {"train": str(tmp_path / "train.txt")}})
+    assert moved == sorted(r for r, e in report["relations"].items() if e["train_sentences"][1] > 0)
+    assert "/location/us_state/capital" in moved and "/business/company/advisors" not in moved  # 9 pairs / 1 pair
+    assert moved_relations({"data": {"train": "../shared/data/nyt10/nyt10sub_train90.txt"}}) == []  # not a split
