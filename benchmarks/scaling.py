@@ -16,7 +16,8 @@ Inputs are made from real data, never generated text:
 For each model: one model directory trained by ``hiere train`` for 2 steps on a slice (speed does not depend on
 what it learned), then, per input size, the **training step** time from the trainer's own profile
 (``trainer.profile_steps``: ``hiere train`` on 12 examples of that size, batches of 4, 2 profiled steps after a
-warm-up step, seconds per training example) and the **prediction** time per example through :func:`hiere.load` /
+warm-up step, seconds per training example; an optimizer step every batch, also for HIN's gradient accumulation
+of 3, so that 12 examples make 3 steps) and the **prediction** time per example through :func:`hiere.load` /
 ``Predictor.predict`` (after one warm-up call on the same inputs, or on one bag for bags of 256 and more; for
 documents with the threshold at +inf, so that the time is reading, featurizing and scoring, not decoding an
 untrained model's output). One
@@ -201,7 +202,7 @@ def measure_model(name: str, config: str, kind: str, files: dict[str, Path], out
         if not (profile_dir / "profile.json").exists():
             hiere(["-m", "hiere", "train", config, "-o", str(profile_dir),
                    *sets([*base_overrides(kind, threads), *extra, f"data.train={files['train_' + key]}",
-                          "data.train_slice=null", f"trainer.batch_size={TRAIN_BATCH}", "trainer.max_steps=3",
+                          "data.train_slice=null", f"trainer.batch_size={TRAIN_BATCH}", "trainer.grad_accumulation=1", "trainer.max_steps=3",
                           "trainer.profile_steps=2"])],
                   threads, logs / f"{name}_{key}.train.log")
         profile = json.loads((profile_dir / "profile.json").read_text())
