@@ -299,3 +299,19 @@ def test_the_core_package_and_cli_do_not_import_ray_and_engine_ray_without_it_is
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr == "hiere: error: --engine ray needs Ray Data: pip install 'hiere[ray]'\n"
+
+
+def test_workers_bound_the_kernel_cache_and_an_explicit_setting_wins(tiny_bilstm_dir, scale_corpus, tmp_path,
+                                                                     monkeypatch):
+    from hiere.memory import ONEDNN_CACHE_VARIABLE
+
+    monkeypatch.setenv(ONEDNN_CACHE_VARIABLE, "")  # recorded first, so the original state comes back at teardown
+    monkeypatch.delenv(ONEDNN_CACHE_VARIABLE)
+    argv = ["predict", str(tiny_bilstm_dir), str(scale_corpus["docred.json"]), "--engine", "local", "--no-progress"]
+    assert main([*argv, "-o", str(tmp_path / "a"), "--kernel-cache", "32"]) == 0
+    assert os.environ[ONEDNN_CACHE_VARIABLE] == "32"  # set by the worker before it loaded the model
+    monkeypatch.setenv(ONEDNN_CACHE_VARIABLE, "7")
+    assert main([*argv, "-o", str(tmp_path / "b")]) == 0  # the default would be scale.DEFAULT_KERNEL_CACHE
+    assert os.environ[ONEDNN_CACHE_VARIABLE] == "7"
+    assert scale.Job("predict", "m", {}).kernel_cache == scale.DEFAULT_KERNEL_CACHE
+    assert shards(tmp_path / "a") == shards(tmp_path / "b")  # the cache changes memory and speed, not records

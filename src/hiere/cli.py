@@ -416,7 +416,7 @@ def run_scale(args: argparse.Namespace, command: str, options: dict[str, Any]) -
     from hiere.scale import Job, run_job
 
     job = Job(command, str(Path(args.model_dir).resolve()), options, device=getattr(args, "device", "auto"),
-              threads=args.cpus_per_worker if engine == "ray" else None)
+              threads=args.cpus_per_worker if engine == "ray" else None, kernel_cache=args.kernel_cache)
     runner = None
     if engine == "ray":
         from hiere.scale_ray import ray_runner
@@ -425,7 +425,7 @@ def run_scale(args: argparse.Namespace, command: str, options: dict[str, Any]) -
         if gpus < 0:
             raise HiereInputError(None, None, None, f"--gpus-per-worker must be >= 0, got {gpus}")
         if gpus > 0 and job.device == "auto":
-            job = Job(job.command, job.model_dir, job.options, "cuda", job.threads)
+            job = Job(job.command, job.model_dir, job.options, "cuda", job.threads, job.kernel_cache)
         runner = ray_runner(args.address, args.workers, args.cpus_per_worker, gpus)
     run_job(job, inputs, args.output, runner=runner, engine=engine, block_size=args.block_size,
             input_format=getattr(args, "input_format", "auto"), progress=not getattr(args, "no_progress", False))

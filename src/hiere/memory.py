@@ -12,6 +12,11 @@ huge pages (``madvise(MADV_HUGEPAGE)``; PyTorch reads ``THP_MEM_ALLOC_ENABLE`` o
 allocation). A fresh mapping then faults in 2 MB at a time instead of 4 kB, which makes mapped tensors cheaper,
 and the heap's large blocks are packed into fewer pages. It only works when set before the process allocates its
 first CPU tensor: ``hiere train`` sets it before it imports the trainer.
+
+:func:`bound_kernel_cache` caps oneDNN's primitive cache: oneDNN (PyTorch's CPU kernels for bf16 matmuls, LSTMs
+and convolutions) keeps a compiled kernel for every tensor shape it has met, up to 1,024 of them, and documents of
+every length are ever new shapes, so a long prediction job's memory grows until the cache is full. Read by oneDNN
+once, when the process creates its first such kernel: corpus-scale workers set it before they load the model.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 THP_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # read by PyTorch's CPU allocator (c10 alloc_cpu)
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"  # oneDNN's own default: 1,024 kernels
 
 log = logging.getLogger("hiere.memory")
 
@@ -57,3 +63,13 @@ def enable_huge_pages() -> bool:
         return False
     os.environ.setdefault(THP_VARIABLE, "1")
     return os.environ[THP_VARIABLE] not in ("", "0")
+
+
+def bound_kernel_cache(capacity: int | None) -> bool:
+    """Keep at most ``capacity`` compiled oneDNN kernels (0: none; None: oneDNN's default of 1,024). An explicit
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` in the environment wins. Only takes effect before the process's first
+    oneDNN kernel; True when this call set it."""
+    if capacity is None or ONEDNN_CACHE_VARIABLE in os.environ:
+        return False
+    os.environ[ONEDNN_CACHE_VARIABLE] = str(int(capacity))
+    return True

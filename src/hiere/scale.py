@@ -51,6 +51,7 @@ ERRORS = "errors.jsonl"
 BLOCK_ERRORS_DIR = "errors"  # errors of each block, merged into errors.jsonl at the end of a run
 MANIFEST_VERSION = 1
 DEFAULT_BLOCK_SIZE = 500
+DEFAULT_KERNEL_CACHE: int | None = None  # compiled oneDNN kernels per worker; None: oneDNN's 1,024 (hiere.memory)
 PROGRESS_SECONDS = 30.0  # a progress line at most this often when stderr is not a terminal
 ENGINES = ("local", "ray")
 MODEL_FILES = ("config.yaml", "model.safetensors", "threshold.json")
@@ -92,6 +93,7 @@ class Job:
     options: dict[str, Any]
     device: str = "auto"
     threads: int | None = None  # torch threads of a worker (Ray workers: --cpus-per-worker)
+    kernel_cache: int | None = DEFAULT_KERNEL_CACHE  # compiled oneDNN kernels a worker keeps (hiere.memory)
 
 
 def resolve_inputs(patterns: Iterable[str]) -> list[Path]:
@@ -306,8 +308,10 @@ class BlockWorker:
 
     def __init__(self, job: Job | dict[str, Any]):
         from hiere.api import load
+        from hiere.memory import bound_kernel_cache
 
         self.job = job if isinstance(job, Job) else Job(**job)
+        bound_kernel_cache(self.job.kernel_cache)  # before the model's first kernel
         if self.job.threads:
             import torch
 
@@ -768,7 +772,7 @@ a local Ray on this machine, or the cluster at --address. See docs/scale.md."""
 
 def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OUT_DIR") -> None:
     """``--engine``, ``--address``, ``--workers``, ``--block-size`` ... (``-o`` is the command's own)."""
-    from hiere.arguments import positive_int
+    from hiere.arguments import non_negative_int, positive_int
 
     group = parser.add_argument_group(f"corpus scale ({when}; see docs/scale.md)")
     group.add_argument("--engine", choices=ENGINES, default=None,
@@ -785,6 +789,11 @@ def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OU
     group.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                        help="--engine ray: GPUs per worker, e.g. 1 (default 0: CPU; with G > 0 the model runs on "
                        "the worker's GPU)")
+    default_cache = "oneDNN's 1024" if DEFAULT_KERNEL_CACHE is None else DEFAULT_KERNEL_CACHE
+    group.add_argument("--kernel-cache", type=non_negative_int, default=DEFAULT_KERNEL_CACHE, metavar="N",
+                       help=f"compiled CPU kernels (oneDNN, one per tensor shape) a worker keeps (default "
+                       f"{default_cache}); each new document length adds kernels until the cache is full, so a "
+                       "smaller N bounds a long job's memory lower; 0 keeps none (slower)")
     group.add_argument("--block-size", type=positive_int, default=DEFAULT_BLOCK_SIZE, metavar="N",
                        help=f"records per block and shard (default {DEFAULT_BLOCK_SIZE}); progress advances a block "
                        "at a time, a rerun recomputes at most the blocks in flight")
