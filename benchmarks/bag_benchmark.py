@@ -11,7 +11,7 @@ stopped instance is adopted) and the inference throughput. ``--jobs`` processes 
 has ``test_metrics.json`` is not retrained, an unfinished one continues with ``--resume``.
 
     python benchmarks/bag_benchmark.py --out bench_out/bag --datasets nyt10 gids --seeds 1 2 3 --jobs 2
-    python benchmarks/bag_benchmark.py --out bench_out/bag --report --plot docs/bag_pr_curves.png
+    python benchmarks/bag_benchmark.py --out bench_out/bag --report --plot docs/img/bag_pr_curves.png
     python benchmarks/bag_benchmark.py --out bench_out/bag --datasets nyt10 --models pcnn_att hnre_pcnn hnre_pcnn_warm
     python benchmarks/bag_benchmark.py --out bench_out/longtail --datasets nyt10 --models pcnn_att hnre_pcnn_warm \
         --set data.train=runs/nyt10_longtail/train.txt --set data.dev=runs/nyt10_longtail/val.txt \
