@@ -304,3 +304,23 @@ def test_huge_pages_ask_pytorch_for_transparent_huge_pages_unless_the_kernel_has
     assert not hiere.memory.enable_huge_pages() and os.environ[hiere.memory.THP_VARIABLE] == "0"
     monkeypatch.setattr(hiere.memory, "THP_SETTING", tmp_path / "missing")
     assert hiere.memory.kernel_huge_pages() is None
+
+
+def test_kernel_cache_bounds_onednn_before_the_first_kernel_and_is_checked(tmp_path, monkeypatch):
+    import yaml
+
+    import hiere.memory
+    from hiere.cli import main
+    from hiere.config import TrainerConfig
+
+    variable = hiere.memory.ONEDNN_CACHE_VARIABLE
+    monkeypatch.setenv(variable, "x")  # recorded first, so its absence comes back at teardown
+    monkeypatch.delenv(variable)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(epochs=1, max_steps=1)))
+    assert main(["train", str(config), "-o", str(tmp_path / "run"), "--set", "trainer.kernel_cache=0"]) == 0
+    assert os.environ[variable] == "0"
+    assert "at most 0 compiled kernels (trainer.kernel_cache" in (tmp_path / "run" / "train.log").read_text()
+    with pytest.raises(HiereConfigError, match=r"trainer.kernel_cache=-1: must be null"):
+        TrainerConfig(kernel_cache=-1)
+    assert TrainerConfig().kernel_cache is None

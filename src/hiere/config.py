@@ -85,6 +85,8 @@ class TrainerConfig:
     mmap_threshold_mb: float = 0.0
     # true: tensors of 2 MB and more on transparent huge pages (PyTorch's THP_MEM_ALLOC_ENABLE; hiere.memory)
     huge_pages: bool = False
+    # compiled oneDNN CPU kernels kept, one per tensor shape (0: none; None: oneDNN's 1,024; hiere.memory)
+    kernel_cache: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -129,6 +131,8 @@ class TrainerConfig:
             ("log_every", self.log_every >= 1, "must be >= 1"),
             ("profile_steps", self.profile_steps >= 0, "must be >= 0 (0: no profile)"),
             ("mmap_threshold_mb", 0 <= self.mmap_threshold_mb <= 32, "must be between 0 (glibc's own) and 32 MB"),
+            ("kernel_cache", self.kernel_cache is None or self.kernel_cache >= 0,
+             "must be null (oneDNN's own 1024) or >= 0 (0: none kept)"),
         ]
         return [(name, rule) for name, ok, rule in checks if not ok]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -28,7 +29,7 @@ from hiere.config import TrainerConfig, check_data_files, get
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
-from hiere.memory import enable_huge_pages, set_mmap_threshold
+from hiere.memory import ONEDNN_CACHE_VARIABLE, bound_kernel_cache, enable_huge_pages, set_mmap_threshold
 from hiere.models import get_model_class
 from hiere.models.base import HiereModel
 from hiere.models.directory import load_model_dir, save_model_dir
@@ -272,6 +273,10 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
                  trainer.mmap_threshold_mb)
     if trainer.huge_pages and enable_huge_pages():
         log.info("tensors of 2 MB and more on transparent huge pages (trainer.huge_pages)")
+    if trainer.kernel_cache is not None:
+        bound_kernel_cache(trainer.kernel_cache)  # hiere train has set it already, before any kernel ran
+        log.info("oneDNN keeps at most %s compiled kernels (trainer.kernel_cache; %s=%s)", trainer.kernel_cache,
+                 ONEDNN_CACHE_VARIABLE, os.environ.get(ONEDNN_CACHE_VARIABLE))
     set_seed(trainer.seed)
     precision = resolve_precision(device, trainer.precision)
     record_runtime(out_dir, trainer, precision, device, context)
