@@ -324,3 +324,25 @@ def test_kernel_cache_bounds_onednn_before_the_first_kernel_and_is_checked(tmp_p
     with pytest.raises(HiereConfigError, match=r"trainer.kernel_cache=-1: must be null"):
         TrainerConfig(kernel_cache=-1)
     assert TrainerConfig().kernel_cache is None
+
+
+def test_the_test_set_is_scored_after_the_training_state_is_gone(tmp_path, monkeypatch):
+    import gc
+
+    import hiere.training.trainer as trainer_module
+
+    seen = {}
+    score_test = trainer_module._score_test
+
+    def checked(*args, **kwargs):
+        gc.collect()
+        seen["optimizers"] = sum(issubclass(type(o), torch.optim.Optimizer) for o in gc.get_objects())
+        return score_test(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "_score_test", checked)
+    config = tiny_config(epochs=1, max_steps=2)
+    config["data"].update(test=str(REDOCRED), test_slice=[453, 455])
+    trainer_module.train(config, tmp_path / "run")
+    assert seen == {"optimizers": 0}  # the training's optimizer (and the model it holds) went with _train's frame
+    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert metrics["n_gold"] > 0 and 0 <= metrics["f1"] <= 1

@@ -10,12 +10,15 @@ influences selection.
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import math
 import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -255,13 +258,21 @@ def train(config: dict[str, Any], out_dir: str | Path, resume: bool = False) -> 
     out_dir = Path(out_dir)
     context, device = init_distributed(trainer.device)
     try:
-        return _train(config, trainer, out_dir, resume, context, device)
+        score_test = _train(config, trainer, out_dir, resume, context, device)
+        if score_test is not None:
+            # outside _train's frame: its model, optimizer and training data are gone before the saved model is
+            # read back, so that scoring the test set does not add to the training's peak memory
+            gc.collect()
+            score_test()
+        return out_dir
     finally:
         shutdown(context)
 
 
 def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, context: DistContext,
-           device: torch.device) -> Path:
+           device: torch.device) -> Callable[[], None] | None:
+    """Train into ``out_dir``; returns the test scoring to run next (None: no ``data.test``, or not the main
+    process)."""
     if trainer.num_threads:
         torch.set_num_threads(trainer.num_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -444,8 +455,8 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
         save_model_dir(model, resolved, state["threshold"], out_dir)
     barrier(context)
     if get(config, "data.test") and context.is_main:
-        _score_test(config, out_dir, task, device, precision, train_for_ign, metric_options)
-    return out_dir
+        return functools.partial(_score_test, config, out_dir, task, device, precision, train_for_ign, metric_options)
+    return None
 
 
 def record_runtime(out_dir: Path, trainer: TrainerConfig, precision: str, device: torch.device,
