@@ -178,6 +178,13 @@ def test_length_buckets_sort_each_window_and_shuffle_batches(redocred_docs):
     assert batches != expected  # the batches are shuffled
     assert epoch_batches(order, 3, features, 4, seed=1) == batches  # the same on --resume
     assert epoch_batches(order, 3, features, 4, seed=2) != batches  # a new epoch, a new batch order
+    # a last batch under a quarter of the batch size joins the one before it; at a quarter or more it stays
+    assert epoch_batches(order, 10, features, 0, seed=1) == [order[:10], order[10:20], order[20:]]  # 4 left: kept
+    assert epoch_batches(order, 11, features, 0, seed=1) == [order[:11], order[11:]]  # 2 left (2 * 4 < 11): merged
+    assert epoch_batches(order, 13, features, 0, seed=1) == [order[:13], order[13:]]
+    assert epoch_batches(order[:21], 10, features, 0, seed=1) == [order[:10], order[10:21]]  # 1 left: merged
+    bucketed = epoch_batches(order[:21], 10, features, 2, seed=1)
+    assert sorted(len(b) for b in bucketed) == [10, 11] and sorted(i for b in bucketed for i in b) == sorted(order[:21])
 
 
 def test_fused_optimizer_where_supported():
