@@ -158,7 +158,7 @@ def test_length_buckets_sort_each_window_and_shuffle_batches(redocred_docs):
     from hiere.data.relations import RelationMap
     from hiere.models import get_model_class
     from hiere.training.inference import feature_size
-    from hiere.training.trainer import epoch_batches
+    from hiere.training.trainer import batches_per_epoch, epoch_batches
 
     model_class = get_model_class("bilstm")
     model_config = model_class.Config.from_dict(tiny_config()["model"])
@@ -183,6 +183,9 @@ def test_length_buckets_sort_each_window_and_shuffle_batches(redocred_docs):
     assert epoch_batches(order, 11, features, 0, seed=1) == [order[:11], order[11:]]  # 2 left (2 * 4 < 11): merged
     assert epoch_batches(order, 13, features, 0, seed=1) == [order[:13], order[13:]]
     assert epoch_batches(order[:21], 10, features, 0, seed=1) == [order[:10], order[10:21]]  # 1 left: merged
+    for size in (3, 5, 10, 11, 13, 24, 25, 40):  # the scheduler's count of batches is the count cut
+        for n in (order[:1], order[:21], order):
+            assert batches_per_epoch(len(n), size) == len(epoch_batches(n, size, features, 0, seed=1)), (len(n), size)
     bucketed = epoch_batches(order[:21], 10, features, 2, seed=1)
     assert sorted(len(b) for b in bucketed) == [10, 11] and sorted(i for b in bucketed for i in b) == sorted(order[:21])
 

@@ -246,6 +246,12 @@ def epoch_batches(order: list[int], batch_size: int, features: list[dict], bucke
     return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
 
 
+def batches_per_epoch(examples: int, batch_size: int) -> int:
+    """How many batches :func:`epoch_batches` cuts ``examples`` into (a small last batch joins the one before)."""
+    full, rest = divmod(examples, batch_size)
+    return full + (1 if rest and not (full and 4 * rest < batch_size) else 0)
+
+
 def _merge_small_tail(chunks: list[list[int]], batch_size: int) -> list[list[int]]:
     """The last chunk into the one before it when it holds fewer than a quarter of ``batch_size``."""
     if len(chunks) >= 2 and 4 * len(chunks[-1]) < batch_size:
@@ -337,7 +343,7 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
         range(len(train_features)), num_replicas=context.world_size, rank=context.rank,
         shuffle=True, seed=trainer.seed, drop_last=False,
     )
-    steps_per_epoch = math.ceil(math.ceil(len(train_features) / context.world_size) / local_batch)
+    steps_per_epoch = batches_per_epoch(math.ceil(len(train_features) / context.world_size), local_batch)
     updates_per_epoch = math.ceil(steps_per_epoch / trainer.grad_accumulation)
     total_updates = updates_per_epoch * trainer.epochs
     if trainer.max_steps:
