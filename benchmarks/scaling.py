@@ -202,8 +202,8 @@ def measure_model(name: str, config: str, kind: str, files: dict[str, Path], out
         if not (profile_dir / "profile.json").exists():
             hiere(["-m", "hiere", "train", config, "-o", str(profile_dir),
                    *sets([*base_overrides(kind, threads), *extra, f"data.train={files['train_' + key]}",
-                          "data.train_slice=null", f"trainer.batch_size={TRAIN_BATCH}", "trainer.grad_accumulation=1", "trainer.max_steps=3",
-                          "trainer.profile_steps=2"])],
+                          "data.train_slice=null", f"trainer.batch_size={TRAIN_BATCH}", "trainer.grad_accumulation=1",
+                          "trainer.max_steps=3", "trainer.profile_steps=2"])],
                   threads, logs / f"{name}_{key}.train.log")
         profile = json.loads((profile_dir / "profile.json").read_text())
         record["train_seconds_per_example"] = profile["seconds_per_step"] / TRAIN_BATCH
