@@ -320,15 +320,14 @@ def cmd_build_ds(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hiere.config import load_config
+    from hiere.config import TrainerConfig, load_config
     from hiere.memory import bound_kernel_cache, enable_huge_pages
 
     config = load_config(args.config, args.overrides)
-    trainer = config.get("trainer") or {}
-    if trainer.get("huge_pages"):
+    trainer = TrainerConfig.from_dict(config.get("trainer") or {})  # checked here already (no torch imported yet)
+    if trainer.huge_pages:
         enable_huge_pages()  # before the trainer's imports allocate the process's first tensor
-    if isinstance(trainer.get("kernel_cache"), int) and not isinstance(trainer.get("kernel_cache"), bool):
-        bound_kernel_cache(trainer["kernel_cache"])  # before the first oneDNN kernel (the trainer checks the value)
+    bound_kernel_cache(trainer.kernel_cache)  # before the first oneDNN kernel
     from hiere.training.trainer import train
 
     if Path(args.output).exists() and not Path(args.output).is_dir():

@@ -54,7 +54,7 @@ DEFAULT_BLOCK_SIZE = 500
 # compiled oneDNN kernels a worker keeps (hiere.memory): none, so that its memory stays flat over any number of
 # documents (20,000 predicted: peak 984 -> 1,018 MB from block 1 to 40, against 911 -> 1,245 MB with oneDNN's
 # 1,024), for 10-14 % of the throughput of a bf16 model (docs/results.md); --kernel-cache 1024 trades back
-DEFAULT_KERNEL_CACHE: int | None = 0
+DEFAULT_KERNEL_CACHE = 0
 PROGRESS_SECONDS = 30.0  # a progress line at most this often when stderr is not a terminal
 ENGINES = ("local", "ray")
 MODEL_FILES = ("config.yaml", "model.safetensors", "threshold.json")
@@ -792,10 +792,9 @@ def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OU
     group.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                        help="--engine ray: GPUs per worker, e.g. 1 (default 0: CPU; with G > 0 the model runs on "
                        "the worker's GPU)")
-    default_cache = "oneDNN's 1024" if DEFAULT_KERNEL_CACHE is None else DEFAULT_KERNEL_CACHE
     group.add_argument("--kernel-cache", type=non_negative_int, default=DEFAULT_KERNEL_CACHE, metavar="N",
                        help=f"compiled CPU kernels (oneDNN, one per tensor shape) a worker keeps (default "
-                       f"{default_cache}: memory stays flat however many documents; every new document length "
+                       f"{DEFAULT_KERNEL_CACHE}: memory stays flat however many documents; every new document length "
                        "adds kernels to a cache, so 1024, oneDNN's own, grows a worker by a few hundred MB and "
                        "predicts 10-14 %% faster with bf16 models)")
     group.add_argument("--block-size", type=positive_int, default=DEFAULT_BLOCK_SIZE, metavar="N",
