@@ -56,7 +56,8 @@ def finished(run_dir: Path, epochs: int) -> bool:
     history = run_dir / "history.json"
     if not (run_dir / "config.yaml").exists() or not history.exists():
         return False
-    return len(json.loads(history.read_text())) >= epochs
+    stopped_early = "early stop:" in (run_dir / "train.log").read_text(errors="replace")
+    return stopped_early or len(json.loads(history.read_text())) >= epochs
 
 
 def train_record(run_dir: Path) -> dict:

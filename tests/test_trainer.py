@@ -99,6 +99,26 @@ def test_resume_after_a_killed_epoch_reaches_the_same_weights_bit_for_bit(tmp_pa
     assert all(torch.equal(best_straight[k], best_resumed[k]) for k in best_straight)
 
 
+def test_resume_of_a_run_that_stopped_early_trains_no_further(tmp_path, monkeypatch):
+    from hiere.training import trainer as trainer_module
+
+    dev_f1 = iter([0.30, 0.20, 0.25, 0.50, 0.60])  # epoch 1 best, epochs 2-3 worse: patience 2 stops after 3
+    real_evaluate = trainer_module.Evaluator.evaluate
+
+    def scripted(self, *args, **kwargs):
+        metrics, threshold = real_evaluate(self, *args, **kwargs)
+        return {**metrics, "f1": next(dev_f1)}, threshold
+
+    monkeypatch.setattr(trainer_module.Evaluator, "evaluate", scripted)
+    trainer_module.train(tiny_config(epochs=5, patience=2), tmp_path)
+    assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]
+    weights = load_file(tmp_path / "model.safetensors")
+    trainer_module.train(tiny_config(epochs=5, patience=2), tmp_path, resume=True)
+    assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2, 3]
+    assert "nothing left to train" in (tmp_path / "train.log").read_text()
+    assert all(torch.equal(weights[k], v) for k, v in load_file(tmp_path / "model.safetensors").items())
+
+
 def test_overrides_and_config_errors():
     overrides = ["trainer.epochs=3", "model.hidden=64", "data.train_slice=[0, 5]"]
     config = apply_overrides({"model": {"name": "bilstm"}}, overrides)

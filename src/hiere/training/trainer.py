@@ -381,6 +381,10 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
     profiler = StepProfiler(trainer.profile_steps if context.is_main else 0, out_dir, model, device, precision,
                             memory=trainer.profile_memory)
     start_epoch = state["epoch"] + 1
+    if trainer.patience and state["bad_epochs"] >= trainer.patience:  # --resume of a run that stopped early
+        log.info("stopped early after epoch %d (no dev improvement in %d epochs): nothing left to train",
+                 state["epoch"], state["bad_epochs"])
+        start_epoch = trainer.epochs + 1
     for epoch in range(start_epoch, trainer.epochs + 1):
         if trainer.max_steps and state["step"] >= trainer.max_steps:
             break
