@@ -127,3 +127,43 @@ def test_bad_source_is_a_clear_input_error(tmp_path: Path) -> None:
         TransformerEncoder(tmp_path / "missing")
     with pytest.raises(HiereInputError, match="no encoder folder"):
         TransformerEncoder("default", model_dir=tmp_path)
+
+
+def test_only_the_last_layers_attention_is_computed_and_kept(encoder, documents) -> None:
+    input_ids, attention_mask = encoder.collate([encoder.tokenize(documents[0].tokens[:40]).input_ids])
+    with torch.no_grad():
+        _, attention = encoder(input_ids, attention_mask)
+        every_layer = encoder.transformer(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True)
+    assert encoder._last_attention_module() is not None  # read off a hook, not by asking for every layer's
+    assert torch.equal(attention, every_layer.attentions[-1])
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["grouped windows, no gradient", "one call, gradient"])
+def test_attention_rows_of_long_documents_equal_the_rows_of_the_whole_maps(documents, grad) -> None:
+    torch.manual_seed(0)
+    encoder = TransformerEncoder("default", max_length=48, window_overlap=12, pretrained=True).eval()
+    texts = [documents[1].tokens, documents[0].tokens[:120]]  # 20+ windows together: several groups of 8
+    input_ids, attention_mask = encoder.collate([encoder.tokenize(words).input_ids for words in texts])
+    lengths = attention_mask.sum(dim=1)
+    row_batch = torch.tensor([0, 0, 1, 0, 1, 1])
+    row_position = torch.tensor([0, int(lengths[0]) - 1, 5, 200, 60, int(lengths[1]) - 1])
+    with torch.set_grad_enabled(grad):
+        whole_hidden, whole = encoder(input_ids, attention_mask)
+        hidden, rows = encoder(input_ids, attention_mask, attention_rows=(row_batch, row_position))
+    assert rows.shape == (6, encoder.num_heads, input_ids.shape[1])
+    expected = whole[row_batch, :, row_position]
+    if grad:  # the same windows in one call: the same sums in the same order
+        assert torch.equal(rows, expected) and torch.equal(hidden, whole_hidden)
+        rows[:, :, 3].sum().backward()
+        assert encoder.transformer.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    else:  # windows 8 at a time: the same up to the matmuls' blocking
+        assert torch.allclose(rows, expected, atol=1e-5) and torch.allclose(hidden, whole_hidden, atol=1e-5)
+    assert torch.allclose(rows.sum(dim=-1), torch.ones(6, encoder.num_heads), atol=1e-4)
+
+
+def test_hidden_states_alone_skip_the_attention_merge(encoder, documents) -> None:
+    input_ids, attention_mask = encoder.collate([encoder.tokenize(documents[1].tokens).input_ids])
+    with torch.no_grad():
+        hidden, attention = encoder(input_ids, attention_mask, attentions=False)
+        whole_hidden, _ = encoder(input_ids, attention_mask)
+    assert attention is None and torch.allclose(hidden, whole_hidden, atol=1e-5)

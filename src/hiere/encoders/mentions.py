@@ -115,6 +115,7 @@ class MarkedMentions(TransformerEncoder):
         }
 
     def encode_mentions(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden, attention = self(batch["input_ids"], batch["attention_mask"])  # (B, L, H), (B, heads, L, L)
         doc, position = batch["mention_doc"], batch["mention_position"]
-        return hidden, hidden[doc, position], attention[doc, :, position]
+        # (B, L, H), (n_mentions, heads, L): only the mentions' rows of the last layer's attention
+        hidden, attention = self(batch["input_ids"], batch["attention_mask"], attention_rows=(doc, position))
+        return hidden, hidden[doc, position], attention

@@ -29,6 +29,8 @@ from torch import nn
 
 from hiere.errors import HiereConfigError, HiereInputError
 
+WINDOW_GROUP = 8  # windows per transformer call when no gradient is needed (prediction, dev scoring)
+
 DEFAULT = "default"
 ASSET_FOLDER = "encoder"
 
@@ -206,14 +208,19 @@ class TransformerEncoder(nn.Module):
         return [(round(i * (content - size) / (count - 1)), size) for i in range(count)]
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: bool | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        attentions: bool | None = None,
+        attention_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``input_ids``, ``attention_mask``: ``(batch, seq)`` with ``[CLS] ... [SEP]`` then padding.
 
-        Returns ``hidden (batch, seq, hidden)`` and last-layer ``attention (batch, heads, seq, seq)``;
-        ``attentions=False`` (sequences of at most ``max_length``): ``None`` instead, and no layer's attention
-        is kept (Hugging Face otherwise returns every layer's, ``layers x batch x heads x seq²`` floats).
-        ``None`` (the default): attention maps where the implementation computes them (``eager``).
+        Returns ``hidden (batch, seq, hidden)`` and the last layer's ``attention (batch, heads, seq, seq)``;
+        with ``attention_rows = (row_batch, row_position)`` (n,) only those rows of it, ``(n, heads, seq)`` (what
+        the mention heads read: a long document never builds its ``heads x seq²`` map). ``attentions=False``:
+        ``None`` instead. ``None`` (the default): attention where the implementation computes it (``eager``).
+        Only the last layer's attention is kept, never every layer's.
         """
         if attentions is None:
             attentions = self.attention_implementation == "eager"
@@ -221,50 +228,83 @@ class TransformerEncoder(nn.Module):
             raise HiereConfigError(f"{type(self).__name__} runs {self.attention_implementation} attention, "
                                    "which returns no attention maps")
         if input_ids.shape[1] <= self.max_length:
-            output = self.transformer(
-                input_ids=input_ids, attention_mask=attention_mask, output_attentions=attentions
-            )
-            return output.last_hidden_state, (output.attentions[-1] if attentions else None)
-        return self._forward_windows(input_ids, attention_mask)
+            hidden, attention = self._encode(input_ids, attention_mask, attentions)
+            if attention is not None and attention_rows is not None:
+                attention = attention[attention_rows[0], :, attention_rows[1]]  # (n, heads, seq)
+            return hidden, attention
+        if attentions and attention_rows is None:
+            return self._forward_windows(input_ids, attention_mask)
+        return self._forward_window_rows(input_ids, attention_mask, attention_rows if attentions else None)
+
+    def _encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, attentions: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One transformer call -> last hidden states and (``attentions``) the last layer's attention maps,
+        read off the last self-attention module rather than asking for every layer's."""
+        module = self._last_attention_module() if attentions else None
+        captured: list[torch.Tensor] = []
+        if module is not None:
+            handle = module.register_forward_hook(lambda _module, _args, output: captured.append(output[1]))
+            try:
+                output = self.transformer(input_ids=input_ids, attention_mask=attention_mask)
+            finally:
+                handle.remove()
+            if captured and isinstance(captured[-1], torch.Tensor):
+                return output.last_hidden_state, captured[-1]
+        output = self.transformer(input_ids=input_ids, attention_mask=attention_mask, output_attentions=attentions)
+        return output.last_hidden_state, (output.attentions[-1] if attentions else None)
+
+    def _last_attention_module(self) -> nn.Module | None:
+        """The last module of the class Hugging Face records ``attentions`` from (``_can_record_outputs``), or
+        None for a model that does not say (then every layer's maps are asked for)."""
+        recorded = (getattr(self.transformer, "_can_record_outputs", None) or {}).get("attentions")
+        kind = getattr(recorded, "target_class", recorded)
+        if not isinstance(kind, type):
+            return None
+        modules = [module for module in self.transformer.modules() if isinstance(module, kind)]
+        return modules[-1] if modules else None
+
+    def _window_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[list[int], list]:
+        """Document lengths and one ``(doc row, content start, content size, ids)`` per window."""
+        lengths = [int(length) for length in attention_mask.sum(dim=1).tolist()]
+        windows = []
+        for row, length in enumerate(lengths):
+            for start, size in self.windows(length):
+                content = input_ids[row, 1 + start : 1 + start + size]
+                ids = torch.cat([input_ids[row, :1], content, input_ids[row, length - 1 : length]]).tolist()
+                windows.append((row, start, size, ids))
+        return lengths, windows
+
+    @staticmethod
+    def _window_positions(start: int, size: int, length: int, device: torch.device) -> torch.Tensor:
+        """Window -> document positions: [CLS] -> 0, content p -> start + p, [SEP] -> length - 1."""
+        return torch.cat([
+            torch.zeros(1, dtype=torch.long, device=device),
+            torch.arange(1 + start, 1 + start + size, device=device),
+            torch.full((1,), length - 1, dtype=torch.long, device=device),
+        ])
 
     def _forward_windows(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every window in one call -> hidden (batch, seq, H) and whole attention maps (batch, heads, seq, seq)."""
         device = input_ids.device
-        lengths = attention_mask.sum(dim=1).tolist()
-        window_ids, owners = [], []  # one row per window; owner = (doc row, content start, content size)
-        for row, length in enumerate(lengths):
-            for start, size in self.windows(int(length)):
-                content = input_ids[row, 1 + start : 1 + start + size]
-                window_ids.append(
-                    torch.cat([input_ids[row, :1], content, input_ids[row, length - 1 : length]]).tolist()
-                )
-                owners.append((row, start, size))
-        ids, mask = self.collate(window_ids)
-        output = self.transformer(
-            input_ids=ids.to(device), attention_mask=mask.to(device), output_attentions=True
-        )
+        lengths, windows = self._window_rows(input_ids, attention_mask)
+        ids, mask = self.collate([window[3] for window in windows])
+        window_hidden, window_attention = self._encode(ids.to(device), mask.to(device), True)
         # merged in float32: (windows, W, H), (windows, heads, W, W)
-        window_hidden, window_attention = output.last_hidden_state.float(), output.attentions[-1].float()
+        window_hidden, window_attention = window_hidden.float(), window_attention.float()
 
         batch, seq = input_ids.shape
         hidden_rows, attention_rows = [], []
         for row, length in enumerate(lengths):
-            length = int(length)
             hidden_sum = window_hidden.new_zeros((length, self.hidden_size))
             counts = window_hidden.new_zeros((length, 1))
             attention_sum = window_attention.new_zeros((self.num_heads, length * length))
-            for window, (owner, start, size) in enumerate(owners):
+            for window, (owner, start, size, _) in enumerate(windows):
                 if owner != row:
                     continue
-                # window -> document positions: [CLS] -> 0, content p -> start + p, [SEP] -> length - 1
-                positions = torch.cat(
-                    [
-                        torch.zeros(1, dtype=torch.long, device=device),
-                        torch.arange(1 + start, 1 + start + size, device=device),
-                        torch.full((1,), length - 1, dtype=torch.long, device=device),
-                    ]
-                )
+                positions = self._window_positions(start, size, length, device)
                 hidden_sum = hidden_sum.index_add(0, positions, window_hidden[window, : size + 2])
                 counts = counts.index_add(0, positions, counts.new_ones((size + 2, 1)))
                 flat = (positions[:, None] * length + positions[None, :]).reshape(-1)
@@ -276,6 +316,62 @@ class TransformerEncoder(nn.Module):
             hidden_rows.append(nn.functional.pad(hidden, (0, 0, 0, seq - length)))
             attention_rows.append(nn.functional.pad(attention, (0, seq - length, 0, seq - length)))
         return torch.stack(hidden_rows), torch.stack(attention_rows)
+
+    def _forward_window_rows(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        attention_rows: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Windows -> hidden (batch, seq, H) and only the attention rows asked for, (n, heads, seq) (or None).
+
+        The same merge as :meth:`_forward_windows` (overlapping states averaged, attention summed over the
+        windows in order, each row renormalised), row by row. Without gradients the windows run
+        ``WINDOW_GROUP`` at a time, so a batch of long documents never holds every window's activations at once.
+        """
+        device = input_ids.device
+        lengths, windows = self._window_rows(input_ids, attention_mask)
+        batch, seq = input_ids.shape
+        hidden_sums = [torch.zeros((length, self.hidden_size), device=device) for length in lengths]
+        counts = [torch.zeros((length, 1), device=device) for length in lengths]
+        row_sums: list[torch.Tensor | None] = [None] * batch
+        doc_rows: list[torch.Tensor] = []
+        if attention_rows is not None:
+            row_batch, row_position = attention_rows
+            doc_rows = [torch.nonzero(row_batch == row).flatten() for row in range(batch)]  # rows of each document
+            row_sums = [torch.zeros((len(rows), self.num_heads, length), device=device)
+                        for rows, length in zip(doc_rows, lengths, strict=True)]
+        group = len(windows) if torch.is_grad_enabled() else WINDOW_GROUP
+        for first in range(0, len(windows), group):
+            part = windows[first : first + group]
+            ids, mask = self.collate([window[3] for window in part])
+            window_hidden, window_attention = self._encode(ids.to(device), mask.to(device), attention_rows is not None)
+            window_hidden = window_hidden.float()  # merged in float32
+            for index, (row, start, size, _) in enumerate(part):
+                length = lengths[row]
+                positions = self._window_positions(start, size, length, device)
+                hidden_sums[row] = hidden_sums[row].index_add(0, positions, window_hidden[index, : size + 2])
+                counts[row] = counts[row].index_add(0, positions, counts[row].new_ones((size + 2, 1)))
+                if attention_rows is None:
+                    continue
+                # each asked row's position within this window (-1: not in it; it gets zeros from this window)
+                local = torch.full((length,), -1, dtype=torch.long, device=device)
+                local[positions] = torch.arange(size + 2, device=device)
+                row_local = local[row_position[doc_rows[row]]]
+                inside = row_local >= 0
+                block = window_attention.new_zeros((len(row_local), self.num_heads, size + 2))
+                block[inside] = window_attention[index, :, row_local[inside], : size + 2].transpose(0, 1)
+                row_sums[row] = row_sums[row].index_add(2, positions, block.float())
+        hidden = torch.stack([
+            nn.functional.pad(total / count.clamp_min(1.0), (0, 0, 0, seq - total.shape[0]))
+            for total, count in zip(hidden_sums, counts, strict=True)
+        ])  # (batch, seq, H)
+        if attention_rows is None:
+            return hidden, None
+        attention = hidden.new_zeros((len(attention_rows[0]), self.num_heads, seq))
+        for row, rows in enumerate(doc_rows):
+            total = row_sums[row]
+            normalised = total / total.sum(dim=-1, keepdim=True).clamp_min(1e-10)  # rows sum to 1
+            attention = attention.index_copy(0, rows, nn.functional.pad(normalised, (0, seq - lengths[row])))
+        return hidden, attention
 
     def encode_documents(
         self, documents: list[list[str]], marked_spans: list[list[tuple[int, int]]] | None = None

@@ -100,7 +100,7 @@ class TransformerWords(TransformerEncoder):
         self.eval()
         ids, mask = self.collate([input_ids])
         device = next(self.parameters()).device
-        hidden, _ = self(ids.to(device), mask.to(device))  # windows for long documents
+        hidden, _ = self(ids.to(device), mask.to(device), attentions=False)  # windows for long documents
         self.train(was_training)
         return word_features(hidden.float(), [word_spans])[0].cpu()
 
@@ -114,7 +114,7 @@ class TransformerWords(TransformerEncoder):
 
     def encode_words(self, batch: dict[str, Any]) -> torch.Tensor:
         if self.fine_tune:
-            hidden, _ = self(batch["input_ids"], batch["attention_mask"])  # (batch, subwords, H)
+            hidden, _ = self(batch["input_ids"], batch["attention_mask"], attentions=False)  # (batch, subwords, H)
             features = word_features(hidden, batch["word_spans"])  # (batch, seq, H)
         else:
             features = batch["word_features"]
