@@ -451,6 +451,9 @@ def test_two_training_steps_through_the_trainer(tmp_path, name):
                 "train_slice": [0, 24],
                 "dev": str(NYT10 / "nyt10sub_val10.txt"),
                 "dev_slice": [0, 8],
+                "test": str(NYT10 / "nyt10sub_test.txt"),
+                "test_slice": [3180, 3230],  # NA and positive pairs
+                "long_tail": str(DATA / "hnre" / "rel100.txt"),
                 "relations": str(NYT10 / "nyt10_rel2id.json"),
             },
             "trainer": {
@@ -476,6 +479,30 @@ def test_two_training_steps_through_the_trainer(tmp_path, name):
     for record in records:
         weights = record["attention"]["weights"]
         assert len(weights) == levels and all(sum(level) == pytest.approx(1.0, abs=1e-4) for level in weights)
+    assert_metrics_as_from_records(config, out)
+
+
+def assert_metrics_as_from_records(config: dict, out: Path) -> None:
+    """The trainer scores dev and test from the score matrix; the dicts equal those of decoded records."""
+    import json
+
+    from hiere.data.bags import read_long_tail
+    from hiere.models.directory import load_model_dir
+    from hiere.tasks.bag import TASK
+    from hiere.training.inference import predict_examples
+
+    model, saved, threshold = load_model_dir(out, torch.device("cpu"))  # one epoch: dev scored this model
+    precision = json.loads((out / "runtime.json").read_text())["precision_resolved"]
+    long_tail = read_long_tail(config["data"]["long_tail"])
+    for split, stored in (("test", json.loads((out / "test_metrics.json").read_text())),
+                          ("dev", json.loads((out / "history.json").read_text())[0]["dev"])):
+        start, end = config["data"][f"{split}_slice"]
+        bags = read_bags(config["data"][split], model.relations.relations, require_labels=True)[start:end]
+        records = predict_examples(model, TASK, bags, threshold, int(saved["trainer"]["eval_batch_size"]),
+                                   torch.device("cpu"), precision, explain=False)
+        expected = json.loads(json.dumps(TASK.metrics(bags, records, long_tail=long_tail)))
+        assert {key: value for key, value in stored.items() if key != "threshold"} == expected, split
+        assert "hits@10_micro" in stored and stored["n_facts"] > 0
 
 
 # ---------------------------------------------------------------- HNRE warm start (init_from)

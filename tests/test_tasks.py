@@ -13,8 +13,8 @@ from hiere.tasks import TASK_MODULES, Task, get_task
 def test_every_task_implements_the_protocol(name):
     task = get_task(name)
     assert isinstance(task, Task) and task.name == name
-    for member in ("read", "parse", "relation_ids", "decode", "tune_threshold", "metrics", "metric_options",
-                   "metrics_train", "score_files"):
+    for member in ("read", "parse", "relation_ids", "decode", "tune_threshold", "metrics", "metrics_from_scores",
+                   "metric_options", "metrics_train", "score_files"):
         assert callable(getattr(task, member)), member
     assert task.request_field in ("documents", "sentences") and task.level.endswith("-level")
     assert task.ranked is not task.evidence  # bags: a ranking explained by attention; documents: facts with evidence

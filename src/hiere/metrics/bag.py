@@ -21,13 +21,16 @@ Hits@K (HNRE ``scripts/evaluate.py``, ``hit_k_100``/``hit_k_200`` modes): for ea
 the number of non-NA relations of the bag scored strictly higher; a hit when ``rank < K``. Micro:
 hits over such bags; macro: the mean over those relations of each relation's hit rate. A gold
 relation with no score (not in the model's relation map) is a miss.
+
+:func:`score_bag_matrix` gives the same dict straight from a ``(rows, relations)`` score matrix, ranked with a
+stable numpy argsort in the records' order (row, then relation), without a record per cell.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +94,6 @@ def f1_curve(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
 
 def macro_f1(ranked: list[tuple[Fact, float]], facts: set[Fact], threshold: float) -> float:
     """Mean F1 over the relations with gold facts, predicting every record with ``score >= threshold``."""
-    gold_by_relation: dict[str, int] = defaultdict(int)
-    for _, _, relation in facts:
-        gold_by_relation[relation] += 1
     predicted: dict[str, int] = defaultdict(int)
     correct: dict[str, int] = defaultdict(int)
     for key, score in ranked:
@@ -101,10 +101,19 @@ def macro_f1(ranked: list[tuple[Fact, float]], facts: set[Fact], threshold: floa
             break
         predicted[key[2]] += 1
         correct[key[2]] += key in facts
+    return mean_relation_f1(facts, predicted, correct)
+
+
+def mean_relation_f1(facts: set[Fact], predicted: Mapping[str, int], correct: Mapping[str, int]) -> float:
+    """Mean F1 over the relations of ``facts``, from the predicted and correct counts of each relation."""
+    gold_by_relation: dict[str, int] = defaultdict(int)
+    for _, _, relation in facts:
+        gold_by_relation[relation] += 1
     scores = []
     for relation, n_gold in gold_by_relation.items():
-        p = correct[relation] / predicted[relation] if predicted[relation] else 0.0
-        r = correct[relation] / n_gold
+        n_predicted, n_correct = predicted.get(relation, 0), correct.get(relation, 0)
+        p = n_correct / n_predicted if n_predicted else 0.0
+        r = n_correct / n_gold
         scores.append(2 * p * r / (p + r) if p + r > 0 else 0.0)
     return float(np.mean(scores)) if scores else 0.0
 
@@ -131,9 +140,26 @@ def hits_at_k(
             continue
         scores[(str(record["h"]), str(record["t"]))][relation] = float(record["score"])
         appearance.setdefault(relation, len(appearance))
-    order = {r: i for i, r in enumerate(relation_order)} if relation_order is not None else appearance
-    tail = set(long_tail)
 
+    def rank_of(pair: tuple[str, str], relation: str) -> float:
+        bag_scores = scores.get(pair, {})
+        if relation not in bag_scores:
+            return math.inf
+        return sum(1 for r, s in bag_scores.items() if r != relation and s > bag_scores[relation])
+
+    order = {r: i for i, r in enumerate(relation_order)} if relation_order is not None else appearance
+    return _hits(bags, rank_of, order, long_tail, ks)
+
+
+def _hits(
+    bags: Iterable[Bag],
+    rank_of: Callable[[tuple[str, str], str], float],
+    order: Mapping[str, int],
+    long_tail: Iterable[str],
+    ks: Sequence[int],
+) -> dict[str, float | int]:
+    """Hits@K given ``rank_of(pair, relation)``: the relations of the pair scored above it (inf: unscored)."""
+    tail = set(long_tail)
     n_bags, hits = 0, dict.fromkeys(ks, 0)
     per_relation: dict[str, list[int]] = {}  # relation -> [n_bags, hits@k...]
     for bag in bags:
@@ -143,11 +169,7 @@ def hits_at_k(
         first = min(gold, key=lambda r: (r not in order, order.get(r, 0), r))
         if first not in tail:
             continue
-        bag_scores = scores.get(bag.pair, {})
-        if first in bag_scores:
-            rank = sum(1 for r, s in bag_scores.items() if r != first and s > bag_scores[first])
-        else:
-            rank = math.inf
+        rank = rank_of(bag.pair, first)
         counts = per_relation.setdefault(first, [0] * (len(ks) + 1))
         n_bags += 1
         counts[0] += 1
@@ -181,22 +203,105 @@ def score_bags(
     records = list(records)
     facts = gold_facts(bags)
     ranked = rank_records(records)
-    correct = [key in facts for key, _ in ranked]
+    correct = np.fromiter((key in facts for key, _ in ranked), dtype=bool, count=len(ranked))
+    ranked_scores = np.fromiter((score for _, score in ranked), dtype=np.float64, count=len(ranked))
+    result = _ranking_metrics(bags, facts, correct, ranked_scores, lambda threshold: macro_f1(ranked, facts, threshold))
+    if long_tail is not None:
+        result.update(hits_at_k(bags, records, long_tail, relation_order))
+    return result
+
+
+def score_bag_matrix(
+    bags: Sequence[Bag],
+    scores: Any,
+    relation_names: Sequence[str],
+    long_tail: Iterable[str] | None = None,
+    relation_order: Sequence[str] | None = None,
+    row_bags: Sequence[int] | None = None,
+) -> dict[str, float | int]:
+    """:func:`score_bags` of the records ``{"h", "t", "relation", "score"}`` of every score matrix cell, in row
+    then column order (``BagTask.decode``'s records), computed from the matrix: the same dict, value for value.
+
+    ``scores``: ``(n_rows, len(relation_names))``, a torch tensor (read as float32, as ``decode`` does) or an
+    array (read as float64); columns named NA are not ranked. ``row_bags``: the index in ``bags`` of each row
+    (default: row i is ``bags[i]``); ties keep row order, so rows in ``run_model``'s order rank as its records.
+    """
+    if hasattr(scores, "detach"):  # a torch tensor
+        scores = scores.detach().float().cpu().numpy()
+    values = np.asarray(scores, dtype=np.float64)
+    rows = list(range(len(bags))) if row_bags is None else list(row_bags)
+    if values.shape != (len(rows), len(relation_names)):
+        raise ValueError(f"scores of shape {values.shape} for {len(rows)} rows and {len(relation_names)} relations")
+    columns = [j for j, name in enumerate(relation_names) if name != NA]
+    names = [str(relation_names[j]) for j in columns]
+    pairs = [(str(bags[row].head_id), str(bags[row].tail_id)) for row in rows]  # rank_records' keys
+    values = values[:, columns]
+    repeated = bool(names and pairs) and (len(set(pairs)) < len(pairs) or len(set(names)) < len(names))
+    if repeated or np.isnan(values).any():  # rank_records raises / Python's sort ranks NaN its own way
+        records = (
+            {"h": h, "t": t, "relation": name, "score": float(score)}
+            for (h, t), row in zip(pairs, values, strict=True)
+            for name, score in zip(names, row, strict=True)
+        )
+        return score_bags(bags, records, long_tail, relation_order)
+
+    facts = gold_facts(bags)
+    row_of_pair = {pair: row for row, pair in enumerate(pairs)}
+    column_of = {name: column for column, name in enumerate(names)}
+    gold = np.zeros(values.shape, dtype=bool)
+    for h, t, relation in facts:
+        if (h, t) in row_of_pair and relation in column_of:
+            gold[row_of_pair[(h, t)], column_of[relation]] = True
+    order = np.argsort(-values.ravel(), kind="stable")  # rank_records: sort by -score, ties in record order
+    ranked_scores = values.ravel()[order]
+    correct = gold.ravel()[order]
+    ranked_columns = order % max(len(names), 1)
+
+    def macro_at(threshold: float) -> float:
+        kept = int(np.count_nonzero(ranked_scores >= threshold))  # the records macro_f1 takes before it stops
+        predicted = np.bincount(ranked_columns[:kept], minlength=len(names)).tolist()
+        right = np.bincount(ranked_columns[:kept][correct[:kept]], minlength=len(names)).tolist()
+        return mean_relation_f1(facts, dict(zip(names, predicted, strict=True)), dict(zip(names, right, strict=True)))
+
+    result = _ranking_metrics(bags, facts, correct, ranked_scores, macro_at)
+    if long_tail is not None:
+
+        def rank_of(pair: tuple[str, str], relation: str) -> float:
+            if pair not in row_of_pair or relation not in column_of:
+                return math.inf
+            row = values[row_of_pair[pair]]
+            return int(np.count_nonzero(row > row[column_of[relation]]))
+
+        if relation_order is not None:
+            order_of = {r: i for i, r in enumerate(relation_order)}
+        else:  # hits_at_k's default: the order in which relations first appear in the records
+            order_of = column_of if rows else {}
+        result.update(_hits(bags, rank_of, order_of, long_tail, HITS_K))
+    return result
+
+
+def _ranking_metrics(
+    bags: Sequence[Bag],
+    facts: set[Fact],
+    correct: np.ndarray,
+    ranked_scores: np.ndarray,
+    macro_at: Callable[[float], float],
+) -> dict[str, float | int]:
+    """The ranking metrics of the module docstring, from each ranked record's correctness and score."""
     precision, recall = precision_recall(correct, len(facts))
     f1 = f1_curve(precision, recall)
     best = int(np.argmax(f1)) if len(f1) else 0
+    threshold = float(ranked_scores[best]) if len(ranked_scores) else 0.0
     result: dict[str, float | int] = {"pr_auc": pr_auc(precision, recall)}
     for n in PRECISION_AT:
         result[f"p@{n}"] = precision_at(correct, n)
     result["p@m"] = float(np.mean([result[f"p@{n}"] for n in PRECISION_AT]))
     result["micro_f1"] = float(f1[best]) if len(f1) else 0.0
-    result["micro_f1_threshold"] = ranked[best][1] if ranked else 0.0
-    result["macro_f1"] = macro_f1(ranked, facts, ranked[best][1]) if ranked else 0.0
+    result["micro_f1_threshold"] = threshold
+    result["macro_f1"] = macro_at(threshold) if len(ranked_scores) else 0.0
     result.update(
-        n_bags=len(bags), n_facts=len(facts), n_predictions=len(ranked), n_correct=int(sum(correct))
+        n_bags=len(bags), n_facts=len(facts), n_predictions=len(ranked_scores), n_correct=int(np.count_nonzero(correct))
     )
-    if long_tail is not None:
-        result.update(hits_at_k(bags, records, long_tail, relation_order))
     return result
 
 

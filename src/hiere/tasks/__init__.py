@@ -55,6 +55,12 @@ class Task(Protocol):
                 **options: Any) -> dict[str, Any]:
         """The metrics dict of ``records`` against the gold ``examples``."""
 
+    def metrics_from_scores(self, examples: list, rows: list[tuple[int, Any]], scores: torch.Tensor,
+                            relations: RelationMap, threshold: float, explanations: list[dict] | None = None,
+                            evidence_rule: Any = None, train: list | None = None, **options: Any) -> dict[str, Any]:
+        """:meth:`metrics` of the records :meth:`decode` would make of the same arguments, computed however is
+        cheapest (bags: from the score matrix, without a record per cell)."""
+
     def metric_options(self, long_tail: str | None = None, plot: str | None = None) -> dict[str, Any]:
         """Keyword arguments of :meth:`metrics` from the user's options (a long-tail file, a PR-curve PNG)."""
 

@@ -18,7 +18,7 @@ import torch
 from hiere.data.bags import Bag, iter_json_records, read_bags, read_long_tail
 from hiere.data.relations import NA, RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
-from hiere.metrics.bag import plot_pr_curves, pr_curve, score_bags
+from hiere.metrics.bag import plot_pr_curves, pr_curve, score_bag_matrix, score_bags
 
 LOGGER = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class BagTask:
         self, examples: list[Bag], rows: list[tuple[int, Any]], scores: torch.Tensor, relations: RelationMap
     ) -> tuple[float, float]:
         """``(score at max micro-F1, max micro-F1)`` on dev bags."""
-        result = score_bags(examples, self.decode(examples, rows, scores, relations))
+        result = score_bag_matrix(examples, scores, relations.relations, row_bags=[index for index, _ in rows])
         return float(result["micro_f1_threshold"]), float(result["micro_f1"])
 
     def metrics(
@@ -115,6 +115,20 @@ class BagTask:
         if plot is not None:
             self.plot(examples, {Path(plot).stem: records}, plot)
         return score_bags(examples, records, tail, order)
+
+    def metrics_from_scores(self, examples: list[Bag], rows: list[tuple[int, Any]], scores: torch.Tensor,
+                            relations: RelationMap, threshold: float = 0.0, explanations: list[dict] | None = None,
+                            evidence_rule: None = None, train: list[Bag] | None = None,
+                            long_tail: str | Path | Iterable[str] | None = None, plot: str | Path | None = None,
+                            **_: Any) -> dict[str, Any]:
+        """:meth:`metrics` of the records :meth:`decode` would make, computed from the score matrix instead
+        (the same dict; no record per bag and relation: NYT10's test set would make 298k).
+        ``threshold``, ``explanations``, ``evidence_rule`` and ``train`` do not change bag metrics."""
+        if plot is not None:  # the PR curve is drawn from records
+            return self.metrics(examples, self.decode(examples, rows, scores, relations), long_tail=long_tail,
+                                plot=plot)
+        tail = read_long_tail(long_tail) if isinstance(long_tail, str | Path) else long_tail
+        return score_bag_matrix(examples, scores, relations.relations, tail, row_bags=[index for index, _ in rows])
 
     def metric_options(self, long_tail: str | Path | None = None, plot: str | Path | None = None) -> dict[str, Any]:
         options: dict[str, Any] = {"long_tail": read_long_tail(long_tail) if long_tail else None}

@@ -108,6 +108,14 @@ class DocTask:
             train = None
         return score_documents(examples, records, train)
 
+    def metrics_from_scores(self, examples: list[Document], rows: list[tuple[int, Any]], scores: torch.Tensor,
+                            relations: RelationMap, threshold: float, explanations: list[dict] | None = None,
+                            evidence_rule: EvidenceRule | None = DEFAULT_RULE, train: list[Document] | None = None,
+                            **options: Any) -> dict[str, Any]:
+        """:meth:`metrics` of the records :meth:`decode` makes (document metrics need the decoded facts)."""
+        records = self.decode(examples, rows, scores, relations, threshold, explanations, evidence_rule)
+        return self.metrics(examples, records, train=train, **options)
+
     def metric_options(self, long_tail: str | Path | None = None, plot: str | Path | None = None) -> dict[str, Any]:
         if long_tail or plot:
             raise HiereConfigError("a long-tail list and a PR-curve plot are for bag models (ranking metrics)")

@@ -41,10 +41,10 @@ from hiere.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoi
 from hiere.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
 from hiere.training.inference import (
     autocast_context,
+    featurize_examples,
     has_bf16_units,
     length_sorted,
     move_to_device,
-    predict_examples,
     resolve_precision,
     run_model,
 )
@@ -216,8 +216,8 @@ class Evaluator:
         rows, scores, _ = self.scores()
         if tune:
             threshold, _ = self.task.tune_threshold(self.examples, rows, scores, self.model.relations)
-        records = self.task.decode(self.examples, rows, scores, self.model.relations, threshold)
-        metrics = self.task.metrics(self.examples, records, train=train_examples, **metric_options)
+        metrics = self.task.metrics_from_scores(self.examples, rows, scores, self.model.relations, threshold,
+                                                train=train_examples, **metric_options)
         metrics["threshold"] = threshold
         return metrics, threshold
 
@@ -504,9 +504,12 @@ def _score_test(config: dict, out_dir: Path, task: Any, device: torch.device, pr
     model, saved, threshold = load_model_dir(out_dir, device)
     test_examples = read_split(task, config, "test", model.relations)
     rule = model_rule(model.config) if task.evidence else None
-    records = predict_examples(model, task, test_examples, threshold, int(saved["trainer"]["eval_batch_size"]),
-                               device, precision, explain=task.evidence, evidence_rule=rule)
-    metrics = task.metrics(test_examples, records, train=train_examples, **metric_options)
+    rows, scores, explanations = run_model(model, featurize_examples(model, test_examples), None,
+                                           int(saved["trainer"]["eval_batch_size"]), device, precision)
+    if not task.evidence:
+        explanations = None  # bag attention weights: not scored, so freed before the metrics
+    metrics = task.metrics_from_scores(test_examples, rows, scores, model.relations, threshold, explanations,
+                                       evidence_rule=rule, train=train_examples, **metric_options)
     write_json_atomic(out_dir / "test_metrics.json", metrics, indent=1)
     log.info("test: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
 
