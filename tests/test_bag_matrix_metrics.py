@@ -176,3 +176,27 @@ def test_document_task_metrics_from_scores_decode_as_before(redocred_docs):
     scores = torch.rand(len(rows), len(relations), generator=torch.Generator().manual_seed(7))
     expected = task.metrics(docs, task.decode(docs, rows, scores, relations, 0.9), train=train)
     assert task.metrics_from_scores(docs, rows, scores, relations, 0.9, train=train) == expected
+
+
+def test_metrics_do_not_depend_on_the_hash_seed() -> None:
+    """Macro-F1 sums per-relation F1 in relation-name order, not in a set's (hash-seeded) order."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, json; from hiere.data.bags import read_bags, read_relation_map; "
+        "from hiere.metrics.bag import score_bag_matrix; "
+        f"rel = read_relation_map({str(DATA / 'nyt10' / 'nyt10_rel2id.json')!r}); "
+        f"bags = read_bags({str(NYT_TEST)!r}, rel, offset=3000, limit=1500); names = list(rel.relations); "
+        "scores = np.random.default_rng(3).random((len(bags), len(names))); "
+        "[scores.__setitem__((i, names.index(r)), scores[i, names.index(r)] + 0.6) "
+        "for i, bag in enumerate(bags) for r in bag.relations]; "
+        "print(repr(score_bag_matrix(bags, scores, names)['macro_f1']))"
+    )
+    outputs = {
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("0", "1", "2")
+    }
+    assert len(outputs) == 1 and float(outputs.pop()) > 0

@@ -105,12 +105,13 @@ def macro_f1(ranked: list[tuple[Fact, float]], facts: set[Fact], threshold: floa
 
 
 def mean_relation_f1(facts: set[Fact], predicted: Mapping[str, int], correct: Mapping[str, int]) -> float:
-    """Mean F1 over the relations of ``facts``, from the predicted and correct counts of each relation."""
+    """Mean F1 over the relations of ``facts``, from the predicted and correct counts of each relation (summed
+    in relation-name order: a set's order changes with Python's hash seed, and so would the last digit)."""
     gold_by_relation: dict[str, int] = defaultdict(int)
     for _, _, relation in facts:
         gold_by_relation[relation] += 1
     scores = []
-    for relation, n_gold in gold_by_relation.items():
+    for relation, n_gold in sorted(gold_by_relation.items()):
         n_predicted, n_correct = predicted.get(relation, 0), correct.get(relation, 0)
         p = n_correct / n_predicted if n_predicted else 0.0
         r = n_correct / n_gold
