@@ -243,6 +243,23 @@ def test_atlop_sentence_scores_are_the_localized_attention_per_sentence(atlop, d
         assert sum(scores) <= 1.0 + 1e-4  # [CLS] / [SEP] / padding hold the rest of eq. 7's mass
 
 
+def test_atlop_prediction_in_pair_chunks_equals_one_pass(atlop, documents, monkeypatch) -> None:
+    from hiere.evidence import SentenceScoreRows
+    from hiere.models.doc import transformer_doc
+
+    atlop.eval()
+    batch = batch_of(atlop, documents)
+    with torch.no_grad():
+        whole = atlop(batch)
+        monkeypatch.setattr(transformer_doc, "PREDICT_PAIR_CHUNK", 9)  # 112 pairs: 13 chunks, the last of 4
+        chunked = atlop(batch)
+    assert len(batch["pairs"]) % 9 and len(batch["pairs"]) > 9
+    assert torch.allclose(whole["scores"], chunked["scores"], atol=1e-5)
+    assert isinstance(chunked["explanations"], SentenceScoreRows)  # lazy: a dict per row only when read
+    rows = range(len(batch["pairs"]))
+    assert [chunked["explanations"][row] for row in rows] == [whole["explanations"][row] for row in rows]
+
+
 def test_kmgre_sentence_scores_come_from_key_pairs(relations, documents) -> None:
     model = build("kmgre", relations).eval()
     batch = batch_of(model, documents)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from conftest import write_docred
 from hiere.errors import HiereConfigError
@@ -172,3 +173,20 @@ def test_baseline_command_writes_records_with_evidence(tmp_path) -> None:
     records = json.loads(out.read_text())
     assert records and all(r["evidence"] for r in records)
     assert main([str(docs), "--baseline", "mentions", "-o", str(out)]) == 2  # neither PRED nor --gold-facts
+
+
+def test_sentence_score_rows_are_made_when_read_and_chained_batches_index_as_one() -> None:
+    from hiere.evidence import SentenceScoreRows
+    from hiere.training.inference import ChainedRows
+
+    mass = torch.tensor([[0.5, 0.25, 0.1234567], [0.0, 1.0, 0.0]])
+    rows = SentenceScoreRows(mass, [3, 2])
+    assert len(rows) == 2 and rows[0] == {"sentence_scores": [0.5, 0.25, 0.123457]}
+    assert rows[-1] == {"sentence_scores": [0.0, 1.0]} and rows[0:2] == [rows[0], rows[1]]
+    with pytest.raises(IndexError):
+        rows[2]
+    with pytest.raises(ValueError, match="2 rows of scores but 1 sentence counts"):
+        SentenceScoreRows(mass, [3])
+    chained = ChainedRows([rows, [None], [], rows])
+    assert len(chained) == 5 and list(chained) == [rows[0], rows[1], None, rows[0], rows[1]]
+    assert chained[2] is None and chained[-2] == rows[0]

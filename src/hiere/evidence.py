@@ -164,12 +164,35 @@ def sentence_one_hot(token_sents: list[list[int]], seq_len: int) -> torch.Tensor
     return one_hot
 
 
-def rows_of_scores(sentence_mass: torch.Tensor, n_sents: Sequence[int]) -> list[dict[str, Any]]:
-    """(n_rows, max_sents) per-sentence scores -> one ``{"sentence_scores": [...]}`` per row (own length)."""
-    return [
-        {"sentence_scores": [round(value, 6) for value in row[:count]]}
-        for row, count in zip(sentence_mass.float().tolist(), n_sents, strict=True)
-    ]
+class SentenceScoreRows(Sequence):
+    """Per-sentence scores of many rows, ``{"sentence_scores": [...]}`` made only for the rows looked at.
+
+    A document of 2,000 tokens has 35,000 entity pairs, and a dict of rounded Python floats for each of them
+    would cost more memory and time than the model's own pass; decoding reads the few predicted rows only.
+    """
+
+    def __init__(self, sentence_mass: torch.Tensor, n_sents: Sequence[int]):
+        self.mass = sentence_mass.detach().float().cpu()  # (n_rows, max_sents)
+        self.n_sents = list(n_sents)
+        if len(self.n_sents) != len(self.mass):
+            raise ValueError(f"{len(self.mass)} rows of scores but {len(self.n_sents)} sentence counts")
+
+    def __len__(self) -> int:
+        return len(self.n_sents)
+
+    def __getitem__(self, row: int) -> dict[str, Any]:  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[index] for index in range(*row.indices(len(self)))]
+        if not -len(self) <= row < len(self):
+            raise IndexError(row)
+        row = row % len(self)
+        return {"sentence_scores": [round(value, 6) for value in self.mass[row, : self.n_sents[row]].tolist()]}
+
+
+def rows_of_scores(sentence_mass: torch.Tensor, n_sents: Sequence[int]) -> SentenceScoreRows:
+    """(n_rows, max_sents) per-sentence scores -> one ``{"sentence_scores": [...]}`` per row (own length), each
+    made when it is read (:class:`SentenceScoreRows`)."""
+    return SentenceScoreRows(sentence_mass, n_sents)
 
 
 def apply_rule(record: dict[str, Any], rule: EvidenceRule | None) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,12 +149,12 @@ def run_model(
     precision: str = "fp32",  # fp32 | bf16 | fp16 | auto (see resolve_precision)
     progress: bool = False,
     description: str = "predict",
-) -> tuple[list[tuple[int, Any]], torch.Tensor, list[dict] | None]:
+) -> tuple[list[tuple[int, Any]], torch.Tensor, Sequence[dict | None] | None]:
     """Run ``model`` in eval mode on ``features[indices]``.
 
     Returns ``rows`` — ``(example_index, key)`` per score row, key ``(h, t)`` for document models and
     ``None`` for bag models — the stacked ``scores`` (n_rows, n_relations) on CPU, and the models'
-    explanations (or None).
+    explanations, one per row (a :class:`ChainedRows` of the batches' own sequences; or None).
     """
     model.eval()
     if precision == "auto":
@@ -160,7 +162,7 @@ def run_model(
     indices = length_sorted(features, list(range(len(features))) if indices is None else indices)
     rows: list[tuple[int, Any]] = []
     score_parts: list[torch.Tensor] = []
-    explanations: list[dict] = []
+    explanation_parts: list[Sequence[dict | None]] = []
     has_explanations = True
     chunks = list(batches(indices, batch_size))
     for chunk in tqdm(chunks, desc=description, disable=not progress, leave=False, unit="batch"):
@@ -176,7 +178,29 @@ def run_model(
         if output.get("explanations") is None:
             has_explanations = False
         else:
-            explanations.extend(output["explanations"])
+            explanation_parts.append(output["explanations"])
     n_relations = len(model.relations)
     all_scores = torch.cat(score_parts) if score_parts else torch.zeros(0, n_relations)
-    return rows, all_scores, (explanations if has_explanations and score_parts else None)
+    explanations = ChainedRows(explanation_parts) if has_explanations and score_parts else None
+    return rows, all_scores, explanations
+
+
+class ChainedRows(Sequence):
+    """Sequences of rows (the batches' explanations) read as one, without copying them into a list: a lazy
+    part (:class:`hiere.evidence.SentenceScoreRows`) stays lazy."""
+
+    def __init__(self, parts: Sequence[Sequence[Any]]):
+        self.parts = list(parts)
+        self.ends = list(itertools.accumulate(len(part) for part in self.parts))
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def __getitem__(self, row: int) -> Any:  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[index] for index in range(*row.indices(len(self)))]
+        if not -len(self) <= row < len(self):
+            raise IndexError(row)
+        row = row % len(self)
+        part = bisect.bisect_right(self.ends, row)
+        return self.parts[part][row - (self.ends[part - 1] if part else 0)]

@@ -18,7 +18,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from hiere.tasks import get_task
 from hiere.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from hiere.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
 from hiere.training.inference import (
+    ChainedRows,
     autocast_context,
     featurize_examples,
     has_bf16_units,
@@ -200,7 +201,7 @@ class Evaluator:
         self.model, self.task, self.examples, self.features = model, task, examples, features
         self.batch_size, self.precision, self.device, self.context = batch_size, precision, device, context
 
-    def scores(self) -> tuple[list, torch.Tensor, list | None]:
+    def scores(self) -> tuple[list, torch.Tensor, Sequence[dict | None] | None]:
         shard = list(range(self.context.rank, len(self.features), self.context.world_size))
         rows, scores, explanations = run_model(
             self.model, self.features, shard, self.batch_size, self.device, self.precision
@@ -208,7 +209,7 @@ class Evaluator:
         parts = gather_objects((rows, scores, explanations), self.context)
         all_rows = [row for part in parts for row in part[0]]
         all_scores = torch.cat([part[1] for part in parts])
-        all_explanations = None if any(p[2] is None for p in parts) else [e for p in parts for e in p[2]]
+        all_explanations = None if any(p[2] is None for p in parts) else ChainedRows([p[2] for p in parts])
         return all_rows, all_scores, all_explanations
 
     def evaluate(self, threshold: float | None, train_examples: list | None, tune: bool,

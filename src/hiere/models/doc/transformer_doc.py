@@ -243,6 +243,20 @@ def classify_in_chunks(classify: Any, first: torch.Tensor, second: torch.Tensor,
     return torch.cat(parts)
 
 
+PREDICT_PAIR_CHUNK = 4096  # pairs whose context and extractor states exist at once in prediction
+
+
+def in_pair_chunks(function: Any, *pair_tensors: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """``function(*pair_tensors)`` over the pairs ``chunk`` (default :data:`PREDICT_PAIR_CHUNK`) at a time,
+    results concatenated (prediction: no gradient, so nothing of a chunk outlives it but its result)."""
+    chunk = chunk or PREDICT_PAIR_CHUNK
+    count = len(pair_tensors[0])
+    if count <= chunk:
+        return function(*pair_tensors)
+    return torch.cat([function(*(tensor[start : start + chunk] for tensor in pair_tensors))
+                      for start in range(0, count, chunk)])
+
+
 def grouped_bilinear(first: torch.Tensor, second: torch.Tensor, block_size: int) -> torch.Tensor:
     """ATLOP eq. 5 input: split into k = d / block groups, outer product per group -> (n, d * block)."""
     n, size = first.shape
