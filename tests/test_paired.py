@@ -51,3 +51,21 @@ def test_table_and_errors(tmp_path, capsys):
         main(["--metric", "p@100", "--baseline", f"A={tmp_path / 'a1'}", "--model", f"B={tmp_path / 'b1'}"])
     with pytest.raises(SystemExit, match="no seed on both sides"):
         main(["--baseline", f"A={tmp_path / 'a1'}", "--model", f"B={tmp_path / 'b2'}"])
+
+
+def test_keep_records_copies_what_the_reports_read_and_pairs_from_the_copies(tmp_path):
+    from keep_records import main as keep_main
+
+    run = make_run(tmp_path, "hin_s1", 1, {"pr_auc": 0.4}, [0.2, 0.3])
+    (run / "model.safetensors").write_bytes(b"weights")
+    (run / "train.log").write_text("2026-12-07 10:00:00 epoch 1 batch 10/57: loss 0.1 (1 s)\n"
+                                   "2026-12-07 10:00:09 epoch 1: loss 0.1, dev f1 0.2\n")
+    (tmp_path / "hin_s1.time").write_text("Maximum resident set size (kbytes): 1024\n")
+    assert keep_main([str(run), "--to", str(tmp_path / "kept")]) == 0
+    kept = tmp_path / "kept" / "hin_s1"
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "history.json", "test_metrics.json",
+                                                      "time.txt", "train_epochs.log"]
+    assert (kept / "train_epochs.log").read_text() == "2026-12-07 10:00:09 epoch 1: loss 0.1, dev f1 0.2\n"
+    assert paired([kept], [run], ["pr_auc"])["pr_auc"]["diff"] == [0.0]
+    with pytest.raises(SystemExit, match="no history.json"):
+        keep_main([str(tmp_path), "--to", str(tmp_path / "kept")])
