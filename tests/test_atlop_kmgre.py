@@ -260,6 +260,56 @@ def test_atlop_prediction_in_pair_chunks_equals_one_pass(atlop, documents, monke
     assert [chunked["explanations"][row] for row in rows] == [whole["explanations"][row] for row in rows]
 
 
+def test_kmgre_row_chunks_keep_rows_whole_within_the_bound() -> None:
+    from hiere.models.doc.kmgre import RowChunk, row_chunks
+
+    counts = [3, 12, 0, 4, 5, 2]  # mention pairs per row; row 1 alone exceeds the bound
+    pair_row = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    assert row_chunks(pair_row, len(counts), 10) == [
+        RowChunk(0, 1, 0, 3), RowChunk(1, 2, 3, 15), RowChunk(2, 5, 15, 24), RowChunk(5, 6, 24, 26)]
+    assert row_chunks(pair_row, len(counts), 100) == [RowChunk(0, 6, 0, 26)]
+    assert row_chunks(pair_row[:0], 0, 10) == [RowChunk(0, 0, 0, 0)]
+
+
+@pytest.mark.parametrize("options", [{}, {"extractor": "bilinear"}])
+def test_kmgre_prediction_in_row_chunks_equals_one_pass(relations, documents, options, monkeypatch) -> None:
+    from hiere.models.doc import kmgre as kmgre_module
+
+    model = build("kmgre", relations, **options).eval()
+    batch = batch_of(model, documents)
+    counts = torch.bincount(batch["mention_pair_row"])
+    assert counts.max() > 5 and len(batch["mention_pair_row"]) > 5 * 10  # rows above the bound, many chunks
+    with torch.no_grad():
+        margin = (-model(batch)["scores"][:, 0]).sort().values  # each row's best relation above TH
+        middle = len(margin) // 2
+        model.relation_classifier.bias[0] += (margin[middle - 1] + margin[middle]) / 2  # about half predicted
+        monkeypatch.setattr(kmgre_module, "PREDICT_MENTION_PAIR_CHUNK", 10**9)
+        whole = model(batch)
+        monkeypatch.setattr(kmgre_module, "PREDICT_MENTION_PAIR_CHUNK", 5)  # rows of 6 mention pairs: alone
+        chunked = model(batch)
+    assert len(kmgre_module.row_chunks(batch["mention_pair_row"], len(batch["pairs"]), 5)) > 10
+    assert torch.allclose(whole["scores"], chunked["scores"], atol=1e-5)
+    assert chunked["explanations"] == whole["explanations"]
+    assert len(whole["explanations"]) == len(batch["pairs"])
+    assert None in whole["explanations"] and any(whole["explanations"])  # predicted and unpredicted rows
+
+
+def test_kmgre_training_ignores_the_prediction_chunk_bound(relations, documents, monkeypatch) -> None:
+    from hiere.models.doc import kmgre as kmgre_module
+
+    model = build("kmgre", relations, evidence_loss_weight=0.1).train()
+    model.on_epoch_start(model.config.warmup_epochs + 1)
+    batch = batch_of(model, documents)
+    outputs = []
+    for bound in (10**9, 5):
+        monkeypatch.setattr(kmgre_module, "PREDICT_MENTION_PAIR_CHUNK", bound)
+        torch.manual_seed(1)  # dropout
+        outputs.append(model(batch))
+    assert torch.equal(outputs[0]["scores"], outputs[1]["scores"])
+    assert torch.equal(outputs[0]["loss"], outputs[1]["loss"])
+    assert outputs[0]["loss_terms"].keys() == {"adaptive_threshold", "key_focal", "evidence"}
+
+
 def test_kmgre_sentence_scores_come_from_key_pairs(relations, documents) -> None:
     model = build("kmgre", relations).eval()
     batch = batch_of(model, documents)

@@ -30,13 +30,15 @@ are p_ω normalised over the entity pair and ω learns end to end from the adapt
 
 Memory: an entity pair contributes at most ``max_mention_pairs`` mention pairs (the closest ones by
 sentence distance, then by mention order); the localized context is computed in chunks of
-``pair_chunk`` mention pairs with activation checkpointing.
+``pair_chunk`` mention pairs with activation checkpointing. Prediction (no gradient) runs everything after
+the encoder over chunks of whole entity-pair rows with at most :data:`PREDICT_MENTION_PAIR_CHUNK` mention
+pairs (:func:`row_chunks`), so only one chunk's (mention pair, ...) tensors exist at a time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -44,10 +46,40 @@ from torch import nn
 from hiere.errors import HiereConfigError
 from hiere.losses import adaptive_threshold_loss, adaptive_threshold_scores, binary_focal_loss
 from hiere.models.base import Resources
-from hiere.models.doc.transformer_doc import TransformerDocConfig, TransformerDocModel, block_problems, grouped_bilinear
+from hiere.models.doc.transformer_doc import (
+    CLASSIFY_CHUNK,
+    TransformerDocConfig,
+    TransformerDocModel,
+    block_problems,
+    grouped_bilinear,
+    in_pair_chunks,
+)
 
 FUSIONS = ("key", "mean")
 EXTRACTORS = ("linear", "bilinear")
+PREDICT_MENTION_PAIR_CHUNK = 16384  # mention pairs whose context, extractor and key tensors exist at once in prediction
+
+
+@dataclass(frozen=True)
+class RowChunk:
+    """Entity-pair rows ``row_start:row_stop`` of a batch and their mention pairs ``start:stop``."""
+
+    row_start: int
+    row_stop: int
+    start: int
+    stop: int
+
+
+class FusedRows(NamedTuple):
+    """A chunk's mention pairs (p of them) fused into its rows (n of them)."""
+
+    pair_logits: torch.Tensor  # (p, R): w_c x(i,j) + b_c
+    key_logits: torch.Tensor | None  # (p,): logit of p_ω(z | m_i, m_j); None without ω
+    pair_row: torch.Tensor  # (p,): row within the chunk
+    pair_doc: torch.Tensor  # (p,): document in the batch
+    weights: torch.Tensor  # (p,): fusion weights, sum 1 per row
+    entity_logits: torch.Tensor  # (n, R): l(h,t), eq. 16
+    scores: torch.Tensor  # (n, R): adaptive-threshold scores
 
 
 @dataclass
@@ -143,21 +175,30 @@ class KMGRE(TransformerDocModel):
             return self.relation_classifier(x).float()
         z_head = torch.tanh(self.head_extractor(torch.cat([mention_states[first], context], dim=-1)))
         z_tail = torch.tanh(self.tail_extractor(torch.cat([mention_states[second], context], dim=-1)))
+        if torch.is_grad_enabled():
+            return self.classify(z_head, z_tail)
+        # prediction: the (P, emb_size * block_size) products CLASSIFY_CHUNK mention pairs at a time
+        return in_pair_chunks(self.classify, z_head, z_tail, chunk=CLASSIFY_CHUNK)
+
+    def classify(self, z_head: torch.Tensor, z_tail: torch.Tensor) -> torch.Tensor:
+        """Bilinear extractor: ATLOP's grouped bilinear on the mention pairs -> logits (P, R)."""
         return self.relation_classifier(grouped_bilinear(z_head, z_tail, self.config.block_size)).float()
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         config = self.config
-        pair_logits, key_logits, mention_attention = self.mention_pair_logits_and_keys(batch, with_attention=True)
-        pair_row = batch["mention_pair_row"]  # (P,)
+        # hidden (B, L, H), mention states (M, H), mention attention (M, heads, L)
+        hidden, mention_states, mention_attention = self.encode_mentions(batch)
+        encoded = (hidden, mention_states.float(), mention_attention)
+        if not torch.is_grad_enabled():  # prediction: one chunk of rows' (mention pair, ...) tensors at a time
+            return self.predict_in_row_chunks(batch, encoded)
         n_rows = len(batch["pairs"])
-        weights = self.fusion_weights(pair_logits, key_logits, pair_row, n_rows)  # (P,), sum 1 per row
-        entity_logits = torch.zeros(n_rows, pair_logits.shape[1], device=pair_logits.device).index_add(
-            0, pair_row, pair_logits * weights[:, None]
-        )  # (n_rows, R), eq. 16
-        output: dict[str, Any] = {"scores": adaptive_threshold_scores(entity_logits, config.top_k)}
+        whole = RowChunk(0, n_rows, 0, len(batch["mention_pair_row"]))
+        fused = self.fuse_rows(batch, encoded, whole)
+        pair_logits, key_logits, pair_row, weights = fused.pair_logits, fused.key_logits, fused.pair_row, fused.weights
+        output: dict[str, Any] = {"scores": fused.scores}
         labels = batch.get("labels")
         if labels is not None and n_rows:
-            loss = adaptive_threshold_loss(entity_logits, labels)  # M-step: updates θ
+            loss = adaptive_threshold_loss(fused.entity_logits, labels)  # M-step: updates θ
             output["loss_terms"] = {"adaptive_threshold": loss.detach()}
             if key_logits is not None and config.em:
                 targets = self.pseudo_labels(pair_logits.detach(), labels, pair_row, n_rows)  # E-step, eq. 9
@@ -167,7 +208,7 @@ class KMGRE(TransformerDocModel):
             if config.evidence_loss_weight > 0:  # DREEAM's guidance on the fused mention-pair attention
                 evidence = self.evidence_loss(
                     batch, mention_attention, batch["mention_pairs"][:, 0], batch["mention_pairs"][:, 1],
-                    batch["pair_doc"][pair_row], weights.detach(), pair_row,
+                    fused.pair_doc, weights.detach(), pair_row,
                 )
                 output["loss_terms"]["evidence"] = evidence.detach()
                 loss = loss + config.evidence_loss_weight * evidence
@@ -175,32 +216,65 @@ class KMGRE(TransformerDocModel):
         elif labels is not None:
             output["loss"] = self.empty_loss(pair_logits)
         if not self.training:
-            output["explanations"] = self.explain(batch, output["scores"], pair_logits, key_logits, weights)
+            output["explanations"] = self.explain(batch, whole, fused)
         return output
 
-    def mention_pair_logits_and_keys(self, batch: dict[str, Any], with_attention: bool = False) -> tuple:
-        """One encoder pass -> extractor logits (P, R) and key-instance logits (P,) (None without ω);
-        ``with_attention``: also the mentions' attention (n_mentions, heads, seq), for the evidence loss."""
-        config = self.config
-        # hidden (B, L, H), mention states (M, H), mention attention (M, heads, L)
+    def predict_in_row_chunks(self, batch: dict[str, Any], encoded: tuple) -> dict[str, Any]:
+        """Prediction (no gradient): scores, and in eval mode explanations, of whole entity-pair rows whose mention
+        pairs stay within :data:`PREDICT_MENTION_PAIR_CHUNK` at a time (fusion is per row, so this is exact).
+        A document of 2,000 tokens has ~35,000 entity pairs and a few hundred thousand mention pairs, whose
+        (mention pair, 3H) tensors need not coexist. No loss: nothing is learned from it."""
+        scores, explanations = [], []
+        for chunk in row_chunks(batch["mention_pair_row"], len(batch["pairs"]), PREDICT_MENTION_PAIR_CHUNK):
+            fused = self.fuse_rows(batch, encoded, chunk)
+            scores.append(fused.scores)
+            if not self.training:
+                explanations.extend(self.explain(batch, chunk, fused))
+        output: dict[str, Any] = {"scores": torch.cat(scores)}
+        if not self.training:
+            output["explanations"] = explanations
+        return output
+
+    def fuse_rows(self, batch: dict[str, Any], encoded: tuple, chunk: RowChunk) -> FusedRows:
+        """The rows of ``chunk`` from their mention pairs: extractor and key logits, fusion weights, the rows'
+        entity logits l(h,t) (eq. 16) and scores. ``encoded``: hidden, mention states, mention attention."""
+        first, second = batch["mention_pairs"][chunk.start : chunk.stop].unbind(dim=-1)  # (p,) each
+        pair_row = batch["mention_pair_row"][chunk.start : chunk.stop] - chunk.row_start  # (p,), rows of the chunk
+        n_rows = chunk.row_stop - chunk.row_start
+        pair_doc = batch["pair_doc"][chunk.row_start : chunk.row_stop][pair_row]  # (p,)
+        pair_logits, key_logits = self.pair_logits_and_keys(encoded, first, second, pair_doc)
+        weights = self.fusion_weights(pair_logits, key_logits, pair_row, n_rows)  # (p,), sum 1 per row
+        entity_logits = torch.zeros(n_rows, pair_logits.shape[1], device=pair_logits.device).index_add(
+            0, pair_row, pair_logits * weights[:, None]
+        )  # (n_rows, R), eq. 16
+        scores = adaptive_threshold_scores(entity_logits, self.config.top_k)
+        return FusedRows(pair_logits, key_logits, pair_row, pair_doc, weights, entity_logits, scores)
+
+    def mention_pair_logits_and_keys(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One encoder pass -> every mention pair's extractor logits (P, R) and key-instance logits (P,)
+        (None without ω)."""
         hidden, mention_states, mention_attention = self.encode_mentions(batch)
-        mention_states = mention_states.float()
-        first, second = batch["mention_pairs"][:, 0], batch["mention_pairs"][:, 1]
+        first, second = batch["mention_pairs"].unbind(dim=-1)
         pair_doc = batch["pair_doc"][batch["mention_pair_row"]]  # (P,)
+        return self.pair_logits_and_keys((hidden, mention_states.float(), mention_attention), first, second, pair_doc)
+
+    def pair_logits_and_keys(
+        self, encoded: tuple, first: torch.Tensor, second: torch.Tensor, pair_doc: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mention pairs (first, second, their document) -> extractor logits (p, R), key logits (p,) or None."""
+        config = self.config
+        hidden, mention_states, mention_attention = encoded
         context = self.localized_context(
             hidden, mention_attention, first, second, pair_doc, config.pair_chunk
-        ).float()  # c(i,j): (P, H)
-        pair_logits = self.mention_pair_logits(mention_states, context, first, second)  # (P, R)
+        ).float()  # c(i,j): (p, H)
+        pair_logits = self.mention_pair_logits(mention_states, context, first, second)  # (p, R)
 
         key_logits = None
         if config.key_instance_classifier:
-            # (P, 3H), stop-gradient: the E-step loss reaches ω only
+            # (p, 3H), stop-gradient: the E-step loss reaches ω only
             x_key = torch.cat([mention_states[first], mention_states[second], context], dim=-1).detach()
             x_key = torch.tanh(self.key_projection(x_key))  # x'(i,j)
-            key_logits = self.key_classifier(x_key).squeeze(-1).float()  # (P,): logit of p_ω(z | m_i, m_j)
-
-        if with_attention:
-            return pair_logits, key_logits, mention_attention
+            key_logits = self.key_classifier(x_key).squeeze(-1).float()  # (p,): logit of p_ω(z | m_i, m_j)
         return pair_logits, key_logits
 
     def fusion_weights(
@@ -231,35 +305,29 @@ class KMGRE(TransformerDocModel):
         gold = labels[:, 1:].to(probabilities.device)[pair_row] > 0  # (P, R-1)
         return ((probabilities >= mean[pair_row]) & gold).any(dim=-1).float()
 
-    def explain(
-        self,
-        batch: dict[str, Any],
-        scores: torch.Tensor,
-        pair_logits: torch.Tensor,
-        key_logits: torch.Tensor | None,
-        weights: torch.Tensor,
-    ) -> list[dict[str, Any] | None]:
-        """Key mention pairs of each row predicted to hold a relation: mention indices within the head and
-        tail entities, their sentence ids and p_ω (or p_θ's max without the key-instance classifier).
+    def explain(self, batch: dict[str, Any], chunk: RowChunk, fused: FusedRows) -> list[dict[str, Any] | None]:
+        """Key mention pairs of each row of ``chunk`` predicted to hold a relation: mention indices within the
+        head and tail entities, their sentence ids and p_ω (or p_θ's max without the key-instance classifier).
 
         ``sentence_scores``: per sentence of the document, the strongest key pair with its head or tail
         mention there (0 where none), which :mod:`hiere.evidence` turns into the fact's ``evidence``."""
-        predicted = (scores[:, 1:] >= 0).any(dim=-1).tolist()
+        key_logits = fused.key_logits
+        predicted = (fused.scores[:, 1:] >= 0).any(dim=-1).tolist()
         if key_logits is not None:
             strength = torch.sigmoid(key_logits)
         else:
-            strength = torch.sigmoid(pair_logits[:, 1:]).max(dim=-1).values
-        strength_list, weight_list = strength.tolist(), weights.tolist()
-        rows = batch["mention_pair_row"].tolist()
-        flat_pairs = batch["mention_pairs"].tolist()
-        sents, local = batch["mention_sent"], batch["mention_pair_local"]
+            strength = torch.sigmoid(fused.pair_logits[:, 1:]).max(dim=-1).values
+        strength_list, weight_list = strength.tolist(), fused.weights.tolist()
+        rows = fused.pair_row.tolist()
+        flat_pairs = batch["mention_pairs"][chunk.start : chunk.stop].tolist()
+        sents, local = batch["mention_sent"], batch["mention_pair_local"][chunk.start : chunk.stop]
         by_row: dict[int, list[int]] = {}
         for index, row in enumerate(rows):
             if predicted[row] and weight_list[index] > 0:
                 by_row.setdefault(row, []).append(index)
         explanations: list[dict[str, Any] | None] = [None] * len(predicted)
         name = "p_key" if key_logits is not None else "p_relation"
-        pair_doc = batch["pair_doc"].tolist()
+        pair_doc = batch["pair_doc"][chunk.row_start : chunk.row_stop].tolist()
         for row, indices in by_row.items():
             indices.sort(key=lambda index: -strength_list[index])
             sentence_scores = [0.0] * batch["doc_n_sents"][pair_doc[row]]
@@ -281,6 +349,20 @@ class KMGRE(TransformerDocModel):
                 ]
             }
         return explanations
+
+
+def row_chunks(pair_row: torch.Tensor, n_rows: int, bound: int) -> list[RowChunk]:
+    """Consecutive whole rows whose mention pairs (``pair_row`` (P,), nondecreasing) number at most ``bound``
+    per chunk; a row with more than ``bound`` mention pairs is a chunk of its own. Always one chunk at least."""
+    counts = torch.bincount(pair_row, minlength=n_rows).tolist()
+    chunks, row_start, start, size = [], 0, 0, 0
+    for row, count in enumerate(counts):
+        if size and size + count > bound:
+            chunks.append(RowChunk(row_start, row, start, start + size))
+            row_start, start, size = row, start + size, 0
+        size += count
+    chunks.append(RowChunk(row_start, n_rows, start, start + size))
+    return chunks
 
 
 def segment_mean(values: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
