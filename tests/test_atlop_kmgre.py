@@ -310,6 +310,19 @@ def test_kmgre_training_ignores_the_prediction_chunk_bound(relations, documents,
     assert outputs[0]["loss_terms"].keys() == {"adaptive_threshold", "key_focal", "evidence"}
 
 
+def test_mean_entities_in_chunks_without_gradients_is_the_same_mean() -> None:
+    from hiere.models.doc.transformer_doc import mean_entities
+
+    torch.manual_seed(0)
+    values = torch.rand(30, 4, 50)  # (mentions, heads, seq)
+    entity_mentions = torch.tensor([[0, 1, 2], [3, -1, -1], [4, 5, -1]] * 9 + [[29, 28, 27]])
+    whole = mean_entities(values, entity_mentions)  # gradients enabled: one gather
+    with torch.no_grad():
+        chunked = mean_entities(values, entity_mentions, chunk=4)
+    assert torch.equal(whole, chunked)
+    assert torch.allclose(whole[1], values[3]) and torch.allclose(whole[0], values[:3].mean(dim=0))
+
+
 def test_kmgre_sentence_scores_come_from_key_pairs(relations, documents) -> None:
     model = build("kmgre", relations).eval()
     batch = batch_of(model, documents)

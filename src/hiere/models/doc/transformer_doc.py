@@ -244,6 +244,7 @@ def classify_in_chunks(classify: Any, first: torch.Tensor, second: torch.Tensor,
 
 
 PREDICT_PAIR_CHUNK = 4096  # pairs whose context and extractor states exist at once in prediction
+MEAN_ENTITY_CHUNK = 64  # entities whose mentions' attention rows are gathered at once in prediction
 
 
 def in_pair_chunks(function: Any, *pair_tensors: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
@@ -273,8 +274,17 @@ def logsumexp_entities(mention_states: torch.Tensor, entity_mentions: torch.Tens
     return torch.logsumexp(gathered.float(), dim=1)
 
 
-def mean_entities(mention_values: torch.Tensor, entity_mentions: torch.Tensor) -> torch.Tensor:
-    """Mean over each entity's mentions (ATLOP's entity-level attention A^E): (n_entities, ...)."""
+def mean_entities(mention_values: torch.Tensor, entity_mentions: torch.Tensor, chunk: int | None = None
+                  ) -> torch.Tensor:
+    """Mean over each entity's mentions (ATLOP's entity-level attention A^E): (n_entities, ...).
+
+    The gathered (n_entities, max_mentions, heads, seq) tensor of a batch of long documents, with an entity of
+    many mentions among them, can take gigabytes; without gradients it is made ``chunk`` (default
+    :data:`MEAN_ENTITY_CHUNK`) entities at a time (each entity's mean is the same either way)."""
+    chunk = chunk or MEAN_ENTITY_CHUNK
+    if not torch.is_grad_enabled() and len(entity_mentions) > chunk:
+        return torch.cat([mean_entities(mention_values, entity_mentions[start : start + chunk], chunk)
+                          for start in range(0, len(entity_mentions), chunk)])
     mask = (entity_mentions >= 0).to(mention_values.dtype)  # (n_entities, max_mentions)
     gathered = mention_values[entity_mentions.clamp(min=0)]  # (n_entities, max_mentions, ...)
     shape = mask.shape + (1,) * (gathered.dim() - 2)
