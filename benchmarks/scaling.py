@@ -223,9 +223,10 @@ def measure_model(name: str, config: str, kind: str, files: dict[str, Path], out
     return results
 
 
-def measure_predict(model_dir: str, path: str, warm: str, result: str) -> None:
+def measure_predict(model_dir: str, path: str, warm: str, result: str, threshold: float = float("inf")) -> None:
     """In its own process: load, one warm-up call (the same file; one bag of the largest bags), then one timed
-    ``predict`` call."""
+    ``predict`` call. ``threshold``: a document model's decision threshold (see below; the model's own: 0 for
+    ATLOP/KMGRE, whose adaptive threshold is built into their scores)."""
     import torch
 
     import hiere as api
@@ -238,7 +239,7 @@ def measure_predict(model_dir: str, path: str, warm: str, result: str) -> None:
         # BiLSTM-RE: 37,000 records a 500-token document), and decoding them would swamp the figure; a trained
         # model emits about as many as the document has facts. So documents are read, featurized, encoded and
         # scored in full, and decoding emits nothing (bag records are a fixed ranking and stay as they are).
-        predictor.threshold = float("inf")
+        predictor.threshold = threshold
     predictor.predict(warm)
     started = time.perf_counter()
     records = predictor.predict(path)  # reads the file, featurizes, scores and decodes (what hiere predict does)
@@ -304,10 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "scaling.png")
     parser.add_argument("--report", action="store_true", help="only the table and plot of an earlier run")
     parser.add_argument("--measure", nargs=4, metavar=("MODEL_DIR", "INPUT", "WARM", "RESULT"),
-                        help=argparse.SUPPRESS)
+                        help="one prediction measurement in this process: load, predict WARM, time INPUT -> RESULT")
+    parser.add_argument("--threshold", type=float, default=float("inf"),
+                        help="with --measure: a document model's decision threshold (default +inf: no records)")
     args = parser.parse_args(argv)
     if args.measure:
-        measure_predict(*args.measure)
+        measure_predict(*args.measure, threshold=args.threshold)
         return 0
     if not args.report:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
