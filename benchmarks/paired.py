@@ -30,11 +30,19 @@ def run_seed(directory: Path) -> int:
     return int(yaml.safe_load(path.read_text())["trainer"]["seed"])
 
 
+def selection_metric(model_name: str) -> str:
+    """The dev metric that selects a model's best epoch when ``trainer.metric`` is null: its task's primary one."""
+    from hiere.models import get_model_class
+    from hiere.tasks import get_task
+
+    return get_task(get_model_class(model_name).task).primary_metric
+
+
 def run_value(directory: Path, metric: str) -> float:
     """One figure of a run directory: a test metric, or its best dev value / epoch."""
     if metric in ("best_dev", "best_epoch"):
         config = yaml.safe_load((directory / "config.yaml").read_text())
-        name = config["trainer"]["metric"]
+        name = config["trainer"].get("metric") or selection_metric(config["model"]["name"])
         history = json.loads((directory / "history.json").read_text())
         scored = [(float(record["dev"][name]), record["epoch"]) for record in history
                   if name in (record.get("dev") or {})]

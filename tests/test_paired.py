@@ -69,3 +69,14 @@ def test_keep_records_copies_what_the_reports_read_and_pairs_from_the_copies(tmp
     assert paired([kept], [run], ["pr_auc"])["pr_auc"]["diff"] == [0.0]
     with pytest.raises(SystemExit, match="no history.json"):
         keep_main([str(tmp_path), "--to", str(tmp_path / "kept")])
+
+
+def test_best_dev_without_a_trainer_metric_is_the_tasks_primary_metric(tmp_path):
+    from paired import run_value
+
+    run = tmp_path / "bilstm_s1"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "bilstm"}, "trainer": {"seed": 1, "metric": None}}))
+    history = [{"epoch": 1, "dev": {"f1": 0.2, "ign_f1": 0.9}}, {"epoch": 2, "dev": {"f1": 0.4, "ign_f1": 0.1}}]
+    (run / "history.json").write_text(json.dumps(history))
+    assert run_value(run, "best_dev") == 0.4 and run_value(run, "best_epoch") == 2.0  # documents: dev F1
