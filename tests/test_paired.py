@@ -76,7 +76,8 @@ def test_best_dev_without_a_trainer_metric_is_the_tasks_primary_metric(tmp_path)
 
     run = tmp_path / "bilstm_s1"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name": "bilstm"}, "trainer": {"seed": 1, "metric": None}}))
+    config = {"model": {"name": "bilstm"}, "trainer": {"seed": 1, "metric": None}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
     history = [{"epoch": 1, "dev": {"f1": 0.2, "ign_f1": 0.9}}, {"epoch": 2, "dev": {"f1": 0.4, "ign_f1": 0.1}}]
     (run / "history.json").write_text(json.dumps(history))
     assert run_value(run, "best_dev") == 0.4 and run_value(run, "best_epoch") == 2.0  # documents: dev F1
