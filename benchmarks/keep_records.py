@@ -1,7 +1,7 @@
 """Keep the small records of ``hiere train`` runs in the repository, so that seeds run in different sessions
 can be compared, plotted and paired later (run directories with their weights are not committed).
 
-    python benchmarks/keep_records.py runs/e13doc/bilstm_s1 runs/e13doc/hin_glove_s1 --to docs/runs/e13doc
+    python benchmarks/keep_records.py runs/e13doc/bilstm_s1 runs/e13doc/hin_glove_s1 --to docs/records/e13doc
 
 Copies, per run, the files that the reports read (``history.json``, ``config.yaml``, ``dev_metrics.json``,
 ``test_metrics.json``, ``runtime.json``, ``threshold.json``), the epoch lines of ``train.log`` (``train_epochs.log``)
@@ -44,7 +44,7 @@ def keep(run_dir: Path, to: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="hiere train output directories")
-    parser.add_argument("--to", type=Path, required=True, help="folder for the records (e.g. docs/runs/NAME)")
+    parser.add_argument("--to", type=Path, required=True, help="folder for the records (e.g. docs/records/NAME)")
     args = parser.parse_args(argv)
     for run_dir in args.runs:
         print(keep(run_dir, args.to), file=sys.stderr)
