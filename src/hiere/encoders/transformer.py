@@ -82,6 +82,7 @@ class TransformerEncoder(nn.Module):
     """
 
     attention_implementation = "eager"
+    _attention_from_hook = True  # False once a model's attention module was seen to return no maps
 
     def __init__(
         self,
@@ -241,7 +242,7 @@ class TransformerEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One transformer call -> last hidden states and (``attentions``) the last layer's attention maps,
         read off the last self-attention module rather than asking for every layer's."""
-        module = self._last_attention_module() if attentions else None
+        module = self._last_attention_module() if attentions and self._attention_from_hook else None
         captured: list[torch.Tensor] = []
         if module is not None:
             handle = module.register_forward_hook(lambda _module, _args, output: captured.append(output[1]))
@@ -251,6 +252,7 @@ class TransformerEncoder(nn.Module):
                 handle.remove()
             if captured and isinstance(captured[-1], torch.Tensor):
                 return output.last_hidden_state, captured[-1]
+            self._attention_from_hook = False  # this model's module returns no maps: ask for them from now on
         output = self.transformer(input_ids=input_ids, attention_mask=attention_mask, output_attentions=attentions)
         return output.last_hidden_state, (output.attentions[-1] if attentions else None)
 
