@@ -363,16 +363,24 @@ def test_the_test_set_is_scored_after_the_training_state_is_gone(tmp_path, monke
 
     seen = {}
     score_test = trainer_module._score_test
+    release = trainer_module.release_freed_memory
 
     def checked(*args, **kwargs):
         gc.collect()
         seen["optimizers"] = sum(issubclass(type(o), torch.optim.Optimizer) for o in gc.get_objects())
         return score_test(*args, **kwargs)
 
+    def released():
+        seen.setdefault("released_before_scoring", "optimizers" not in seen)
+        release()
+
     monkeypatch.setattr(trainer_module, "_score_test", checked)
+    monkeypatch.setattr(trainer_module, "release_freed_memory", released)
     config = tiny_config(epochs=1, max_steps=2)
     config["data"].update(test=str(REDOCRED), test_slice=[453, 455])
     trainer_module.train(config, tmp_path / "run")
-    assert seen == {"optimizers": 0}  # the training's optimizer (and the model it holds) went with _train's frame
+    # the training's optimizer (and the model it holds) went with _train's frame, and the heap's free space was
+    # handed back before the scoring
+    assert seen == {"optimizers": 0, "released_before_scoring": True}
     metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert metrics["n_gold"] > 0 and 0 <= metrics["f1"] <= 1

@@ -25,6 +25,7 @@ import ctypes
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 THP_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # read by PyTorch's CPU allocator (c10 alloc_cpu)
@@ -42,6 +43,23 @@ def set_mmap_threshold(megabytes: float) -> bool:
         log.info("no glibc mallopt here: the heap policy stays as it is")
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, int(megabytes * 2**20)))
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free space back to the system (glibc's ``malloc_trim``), so that the resident size
+    follows what the process holds, not the fragments of the work it has finished (a corpus worker's last
+    block, a training before its test scoring); a no-op where glibc is absent."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 def kernel_huge_pages() -> str | None:

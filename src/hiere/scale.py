@@ -43,6 +43,7 @@ from typing import Any, TextIO
 
 from hiere.errors import HiereInputError
 from hiere.io import dumps_json, iter_json_list, parse_json, write_chunks_atomic, write_text_atomic
+from hiere.memory import release_freed_memory
 from hiere.tasks import get_task
 
 LOGGER = logging.getLogger(__name__)
@@ -355,25 +356,6 @@ def resident_mb() -> float:
     except (OSError, IndexError, ValueError):
         return 0.0
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
-def release_freed_memory() -> None:
-    """Hand the memory freed by a finished block back to the system (glibc's ``malloc_trim``), so that a
-    worker's resident size follows what it holds, not the fragments of every block it has read; elsewhere
-    a no-op."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        try:
-            import ctypes
-
-            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM: Any = None
 
 
 def _extract_block(predictor: Any, options: dict[str, Any], block: Block, records: list[RawRecord]

@@ -32,7 +32,13 @@ from hiere.config import TrainerConfig, check_data_files, get
 from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
-from hiere.memory import ONEDNN_CACHE_VARIABLE, bound_kernel_cache, enable_huge_pages, set_mmap_threshold
+from hiere.memory import (
+    ONEDNN_CACHE_VARIABLE,
+    bound_kernel_cache,
+    enable_huge_pages,
+    release_freed_memory,
+    set_mmap_threshold,
+)
 from hiere.models import get_model_class
 from hiere.models.base import HiereModel
 from hiere.models.directory import load_model_dir, save_model_dir
@@ -280,8 +286,10 @@ def train(config: dict[str, Any], out_dir: str | Path, resume: bool = False) -> 
         score_test = _train(config, trainer, out_dir, resume, context, device)
         if score_test is not None:
             # outside _train's frame: its model, optimizer and training data are gone before the saved model is
-            # read back, so that scoring the test set does not add to the training's peak memory
+            # read back, so that scoring the test set does not add to the training's peak memory; the heap's
+            # free space goes back to the system first, or the scoring's tensors would come on top of it
             gc.collect()
+            release_freed_memory()
             score_test()
         return out_dir
     finally:
