@@ -14,6 +14,9 @@ driver itself for the local engine) and documents/s come from OUT/manifest.json'
     python benchmarks/scale_memory.py MODEL_DIR --docs 1000 20000 --workers 1 2 [--engines local ray] [--json out.json]
 
 ``--command predict`` measures ``hiere predict`` on DocRED documents instead (a document a line; no spaCy).
+``--order repeat`` makes every block of the corpus the same documents in the same order (one shuffled block,
+repeated), so every block meets the same batches and tensor shapes: memory that still grows from block to block
+then grows with the work done, memory that stops growing grew with new inputs (shapes, strings, cache entries).
 """
 
 from __future__ import annotations
@@ -37,11 +40,19 @@ from harness import ROOT, machine  # noqa: E402
 REDOCRED = ROOT.parent / "shared" / "data" / "redocred" / "dev_revised.json"
 
 
-def write_corpus(path: Path, n_docs: int, command: str, seed: int) -> None:
-    """``n_docs`` Re-DocRED dev documents, repeated and shuffled, one JSON line each (streamed to disk)."""
+def write_corpus(path: Path, n_docs: int, command: str, seed: int, order_kind: str = "shuffled",
+                 block_size: int = 500) -> None:
+    """``n_docs`` Re-DocRED dev documents, repeated and shuffled (``order_kind`` "shuffled"), or one shuffled
+    block of ``block_size`` documents repeated ("repeat"), one JSON line each (streamed to disk)."""
     documents = json.loads(REDOCRED.read_text(encoding="utf-8"))
-    order = [i % len(documents) for i in range(n_docs)]
-    random.Random(seed).shuffle(order)
+    if order_kind == "repeat":
+        block = list(range(len(documents)))
+        random.Random(seed).shuffle(block)
+        block = [block[i % len(block)] for i in range(block_size)]
+        order = [block[i % block_size] for i in range(n_docs)]
+    else:
+        order = [i % len(documents) for i in range(n_docs)]
+        random.Random(seed).shuffle(order)
     copies = [0] * len(documents)
     with open(path, "w", encoding="utf-8") as out:
         for index in order:
@@ -91,11 +102,14 @@ def main() -> None:
     parser.add_argument("--command", choices=["extract", "predict"], default="extract")
     parser.add_argument("--block-size", type=int, default=500)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--order", choices=["shuffled", "repeat"], default="shuffled",
+                        help="shuffled: the documents repeated and shuffled (default); repeat: every block the same "
+                             "documents in the same order")
     parser.add_argument("--keep", help="keep the corpora and outputs in this directory (default: a temp dir)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     results = {"machine": machine(), "data": str(REDOCRED), "command": args.command, "seed": args.seed,
-               "block_size": args.block_size, "runs": []}
+               "order": args.order, "block_size": args.block_size, "runs": []}
     print(json.dumps({key: value for key, value in results.items() if key != "runs"}), flush=True)
     folder = Path(args.keep or tempfile.mkdtemp(prefix="scale_memory."))
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,7 +117,7 @@ def main() -> None:
     try:
         for n_docs in args.docs:
             corpus = folder / f"corpus_{n_docs}.jsonl"
-            write_corpus(corpus, n_docs, args.command, args.seed)
+            write_corpus(corpus, n_docs, args.command, args.seed, args.order, args.block_size)
             settings = [("local", 1)] if "local" in args.engines else []
             settings += [("ray", workers) for workers in args.workers] if "ray" in args.engines else []
             for engine, workers in settings:
