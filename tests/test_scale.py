@@ -303,15 +303,18 @@ def test_the_core_package_and_cli_do_not_import_ray_and_engine_ray_without_it_is
 
 def test_workers_bound_the_kernel_cache_and_an_explicit_setting_wins(tiny_bilstm_dir, scale_corpus, tmp_path,
                                                                      monkeypatch):
-    from hiere.memory import ONEDNN_CACHE_VARIABLE
+    from hiere.memory import IDEEP_CACHE_VARIABLE, ONEDNN_CACHE_VARIABLE
 
-    monkeypatch.setenv(ONEDNN_CACHE_VARIABLE, "")  # recorded first, so the original state comes back at teardown
-    monkeypatch.delenv(ONEDNN_CACHE_VARIABLE)
+    for variable in (ONEDNN_CACHE_VARIABLE, IDEEP_CACHE_VARIABLE):
+        monkeypatch.setenv(variable, "")  # recorded first, so the original state comes back at teardown
+        monkeypatch.delenv(variable)
     argv = ["predict", str(tiny_bilstm_dir), str(scale_corpus["docred.json"]), "--engine", "local", "--no-progress"]
     assert main([*argv, "-o", str(tmp_path / "a"), "--kernel-cache", "32"]) == 0
-    assert os.environ[ONEDNN_CACHE_VARIABLE] == "32"  # set by the worker before it loaded the model
+    # both caches bounded by the worker before it loaded the model
+    assert (os.environ[ONEDNN_CACHE_VARIABLE], os.environ[IDEEP_CACHE_VARIABLE]) == ("32", "32")
     monkeypatch.setenv(ONEDNN_CACHE_VARIABLE, "7")
+    monkeypatch.setenv(IDEEP_CACHE_VARIABLE, "5")
     assert main([*argv, "-o", str(tmp_path / "b")]) == 0  # the default would be scale.DEFAULT_KERNEL_CACHE
-    assert os.environ[ONEDNN_CACHE_VARIABLE] == "7"
+    assert (os.environ[ONEDNN_CACHE_VARIABLE], os.environ[IDEEP_CACHE_VARIABLE]) == ("7", "5")
     assert scale.Job("predict", "m", {}).kernel_cache == scale.DEFAULT_KERNEL_CACHE
     assert shards(tmp_path / "a") == shards(tmp_path / "b")  # the cache changes memory and speed, not records

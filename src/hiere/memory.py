@@ -15,8 +15,11 @@ first CPU tensor: ``hiere train`` sets it before it imports the trainer.
 
 :func:`bound_kernel_cache` caps oneDNN's primitive cache: oneDNN (PyTorch's CPU kernels for bf16 matmuls, LSTMs
 and convolutions) keeps a compiled kernel for every tensor shape it has met, up to 1,024 of them, and documents of
-every length are ever new shapes, so a long prediction job's memory grows until the cache is full. Read by oneDNN
-once, when the process creates its first such kernel: corpus-scale workers set it before they load the model.
+every length are ever new shapes, so a long prediction job's memory grows until the cache is full. PyTorch's
+oneDNN wrapper (ideep) keeps a second cache of the same kind, also 1,024 entries by default
+(``LRU_CACHE_CAPACITY``: descriptors and primitives of matmuls, LSTMs and convolutions, per shape); the same
+setting bounds both (ideep's to at least 1 entry). Each is read once, when the process creates its first such
+kernel: corpus-scale workers set them before they load the model, ``hiere train`` before it imports the trainer.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 THP_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # read by PyTorch's CPU allocator (c10 alloc_cpu)
 THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 ONEDNN_CACHE_VARIABLE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"  # oneDNN's own default: 1,024 kernels
+IDEEP_CACHE_VARIABLE = "LRU_CACHE_CAPACITY"  # PyTorch's ideep wrapper's per-shape cache; default 1,024 entries
 
 log = logging.getLogger("hiere.memory")
 
@@ -84,10 +88,14 @@ def enable_huge_pages() -> bool:
 
 
 def bound_kernel_cache(capacity: int | None) -> bool:
-    """Keep at most ``capacity`` compiled oneDNN kernels (0: none; None: oneDNN's default of 1,024). An explicit
-    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` in the environment wins. Only takes effect before the process's first
-    oneDNN kernel; True when this call set it."""
-    if capacity is None or ONEDNN_CACHE_VARIABLE in os.environ:
+    """Keep at most ``capacity`` compiled oneDNN kernels (0: none; None: oneDNN's default of 1,024) and at most
+    ``max(capacity, 1)`` entries in ideep's per-shape cache. An explicit ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` or
+    ``LRU_CACHE_CAPACITY`` in the environment wins for its cache. Only takes effect before the process's first
+    oneDNN kernel; True when this call set either."""
+    if capacity is None:
         return False
-    os.environ[ONEDNN_CACHE_VARIABLE] = str(int(capacity))
-    return True
+    wanted = {ONEDNN_CACHE_VARIABLE: int(capacity), IDEEP_CACHE_VARIABLE: max(int(capacity), 1)}
+    unset = [variable for variable in wanted if variable not in os.environ]
+    for variable in unset:
+        os.environ[variable] = str(wanted[variable])
+    return bool(unset)

@@ -775,7 +775,8 @@ def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OU
                        help="--engine ray: GPUs per worker, e.g. 1 (default 0: CPU; with G > 0 the model runs on "
                        "the worker's GPU)")
     group.add_argument("--kernel-cache", type=non_negative_int, default=DEFAULT_KERNEL_CACHE, metavar="N",
-                       help=f"compiled CPU kernels (oneDNN, one per tensor shape) a worker keeps (default "
+                       help=f"compiled CPU kernels (oneDNN, one per tensor shape; also the entries of PyTorch's ideep "
+                       f"cache, at least 1) a worker keeps (default "
                        f"{DEFAULT_KERNEL_CACHE}: memory stays flat however many documents; every new document length "
                        "adds kernels to a cache, so 1024, oneDNN's own, grows a worker by a few hundred MB and "
                        "predicts 10-14 %% faster with bf16 models)")

@@ -33,6 +33,7 @@ from hiere.data.relations import RelationMap
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.io import write_json_atomic
 from hiere.memory import (
+    IDEEP_CACHE_VARIABLE,
     ONEDNN_CACHE_VARIABLE,
     bound_kernel_cache,
     enable_huge_pages,
@@ -313,8 +314,9 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
         log.info("tensors of 2 MB and more on transparent huge pages (trainer.huge_pages)")
     if trainer.kernel_cache is not None:
         bound_kernel_cache(trainer.kernel_cache)  # hiere train has set it already, before any kernel ran
-        log.info("oneDNN keeps at most %s compiled kernels (trainer.kernel_cache; %s=%s)", trainer.kernel_cache,
-                 ONEDNN_CACHE_VARIABLE, os.environ.get(ONEDNN_CACHE_VARIABLE))
+        log.info("oneDNN keeps at most %s compiled kernels (trainer.kernel_cache; %s=%s, %s=%s)",
+                 trainer.kernel_cache, ONEDNN_CACHE_VARIABLE, os.environ.get(ONEDNN_CACHE_VARIABLE),
+                 IDEEP_CACHE_VARIABLE, os.environ.get(IDEEP_CACHE_VARIABLE))
     set_seed(trainer.seed)
     precision = resolve_precision(device, trainer.precision)
     record_runtime(out_dir, trainer, precision, device, context)
