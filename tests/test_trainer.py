@@ -354,7 +354,8 @@ def test_kernel_cache_bounds_onednn_before_the_first_kernel_and_is_checked(tmp_p
     assert "at most 0 compiled kernels (trainer.kernel_cache" in (tmp_path / "run" / "train.log").read_text()
     with pytest.raises(HiereConfigError, match=r"trainer.kernel_cache=-1: must be null"):
         TrainerConfig(kernel_cache=-1)
-    assert TrainerConfig().kernel_cache is None
+    assert TrainerConfig().kernel_cache == 0  # the default: none kept
+    assert TrainerConfig(kernel_cache=None).kernel_cache is None  # null: oneDNN's and ideep's own 1,024
 
 
 def test_the_test_set_is_scored_after_the_training_state_is_gone(tmp_path, monkeypatch):
