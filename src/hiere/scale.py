@@ -52,9 +52,10 @@ ERRORS = "errors.jsonl"
 BLOCK_ERRORS_DIR = "errors"  # errors of each block, merged into errors.jsonl at the end of a run
 MANIFEST_VERSION = 1
 DEFAULT_BLOCK_SIZE = 500
-# compiled oneDNN kernels a worker keeps (hiere.memory): none, so that its memory stays flat over any number of
-# documents (20,000 predicted: peak 984 -> 1,018 MB from block 1 to 40, against 911 -> 1,245 MB with oneDNN's
-# 1,024), for 10-14 % of the throughput of a bf16 model (docs/results.md); --kernel-cache 1024 trades back
+# compiled oneDNN kernels a worker keeps, and ideep's per-shape entries (at least 1; hiere.memory): none, so that
+# its memory stays flat over any number of documents (1,000 / 20,000 documents: extract 476 / 491 MB, predict
+# 706 / 735 MB, against 575 / 821 and 911 / 1,245 MB with the caches; docs/results.md); --kernel-cache 1024
+# trades memory back for up to 10-14 % of a bf16 model's throughput
 DEFAULT_KERNEL_CACHE = 0
 PROGRESS_SECONDS = 30.0  # a progress line at most this often when stderr is not a terminal
 ENGINES = ("local", "ray")
