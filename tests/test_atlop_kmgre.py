@@ -426,6 +426,28 @@ def test_mention_encoder_reads_each_mention_at_its_start_marker(atlop, kmgre, do
     torch.testing.assert_close(states, hidden[batch["mention_doc"], batch["mention_position"]])
 
 
+def test_kmgre_bilinear_training_in_classify_chunks_gives_the_loss_and_gradients_of_one_call(
+    relations, documents, monkeypatch
+) -> None:
+    from hiere.models.doc import kmgre as kmgre_module
+
+    model = build("kmgre", relations, extractor="bilinear").train()
+    model.on_epoch_start(model.config.warmup_epochs + 1)
+    batch = batch_of(model, documents)
+    assert len(batch["mention_pairs"]) > 3 * 4  # several chunks of 4
+    results = []
+    for chunk in (10**9, 4):
+        monkeypatch.setattr(kmgre_module, "CLASSIFY_CHUNK", chunk)
+        torch.manual_seed(1)  # dropout
+        model.zero_grad()
+        output = model(batch)
+        output["loss"].backward()
+        results.append((output["scores"].detach(), output["loss"].detach(),
+                        model.relation_classifier.weight.grad.clone(), model.head_extractor.weight.grad.clone()))
+    for whole, chunked in zip(*results, strict=True):
+        torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+
+
 def test_classify_in_chunks_gives_the_logits_and_gradients_of_one_call() -> None:
     from hiere.models.doc.transformer_doc import classify_in_chunks, grouped_bilinear
 

@@ -51,6 +51,7 @@ from hiere.models.doc.transformer_doc import (
     TransformerDocConfig,
     TransformerDocModel,
     block_problems,
+    classify_in_chunks,
     grouped_bilinear,
     in_pair_chunks,
 )
@@ -175,8 +176,8 @@ class KMGRE(TransformerDocModel):
             return self.relation_classifier(x).float()
         z_head = torch.tanh(self.head_extractor(torch.cat([mention_states[first], context], dim=-1)))
         z_tail = torch.tanh(self.tail_extractor(torch.cat([mention_states[second], context], dim=-1)))
-        if torch.is_grad_enabled():
-            return self.classify(z_head, z_tail)
+        if torch.is_grad_enabled():  # training: CLASSIFY_CHUNK mention pairs' products at a time, recomputed
+            return classify_in_chunks(self.classify, z_head, z_tail, chunk=CLASSIFY_CHUNK)  # in the backward pass
         # prediction: the (P, emb_size * block_size) products CLASSIFY_CHUNK mention pairs at a time
         return in_pair_chunks(self.classify, z_head, z_tail, chunk=CLASSIFY_CHUNK)
 
