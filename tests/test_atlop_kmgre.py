@@ -448,6 +448,20 @@ def test_kmgre_bilinear_training_in_classify_chunks_gives_the_loss_and_gradients
         torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["atlop", "kmgre"])
+def test_evidence_loss_trains_under_bf16_autocast(name, relations, documents) -> None:
+    model = build(name, relations, evidence_loss_weight=0.1).train()
+    if name == "kmgre":
+        model.on_epoch_start(model.config.warmup_epochs + 1)  # EM: fused by the key pairs
+    batch = batch_of(model, documents)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(batch)
+    output["loss"].backward()
+    evidence = output["loss_terms"]["evidence"]
+    assert evidence.dtype == torch.float32 and torch.isfinite(evidence) and evidence > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_classify_in_chunks_gives_the_logits_and_gradients_of_one_call() -> None:
     from hiere.models.doc.transformer_doc import classify_in_chunks, grouped_bilinear
 

@@ -174,9 +174,9 @@ class TransformerDocModel(HiereModel):
         ``rows``/``row_weights`` (KMGRE) the mention pairs' sentence attention is fused into their entity
         pair's row by the fusion weights before the KL."""
         mass = self.sentence_mass(attention.float(), first, second, pair_doc, batch["token_sentence"].float())
-        if rows is not None:
-            fused = mass.new_zeros((len(batch["pairs"]), mass.shape[1]))
-            mass = fused.index_add(0, rows, mass * row_weights[:, None])  # (n_rows, max_sents)
+        if rows is not None:  # in fp32: under bf16 autocast the mass comes out of its matmul in bf16
+            fused = mass.new_zeros((len(batch["pairs"]), mass.shape[1]), dtype=torch.float)
+            mass = fused.index_add(0, rows, mass.float() * row_weights.float()[:, None])  # (n_rows, max_sents)
         return evidence_kl_loss(mass, batch["evidence"].to(mass.device))
 
     @staticmethod
