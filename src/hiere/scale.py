@@ -779,8 +779,8 @@ def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OU
                        help=f"compiled CPU kernels (oneDNN, one per tensor shape; also the entries of PyTorch's ideep "
                        f"cache, at least 1) a worker keeps (default "
                        f"{DEFAULT_KERNEL_CACHE}: memory stays flat however many documents; every new document length "
-                       "adds kernels to a cache, so 1024, oneDNN's own, grows a worker by a few hundred MB and "
-                       "predicts 10-14 %% faster with bf16 models)")
+                       "adds kernels to a cache, so 1024, oneDNN's own, grows a worker by a few hundred MB; it can "
+                       "predict faster with bf16 models, 10-14 %% in one measurement)")
     group.add_argument("--block-size", type=positive_int, default=DEFAULT_BLOCK_SIZE, metavar="N",
                        help=f"records per block and shard (default {DEFAULT_BLOCK_SIZE}); progress advances a block "
                        "at a time, a rerun recomputes at most the blocks in flight")

@@ -53,7 +53,6 @@ from hiere.models.doc.transformer_doc import (
     block_problems,
     classify_in_chunks,
     grouped_bilinear,
-    in_pair_chunks,
 )
 
 FUSIONS = ("key", "mean")
@@ -176,10 +175,9 @@ class KMGRE(TransformerDocModel):
             return self.relation_classifier(x).float()
         z_head = torch.tanh(self.head_extractor(torch.cat([mention_states[first], context], dim=-1)))
         z_tail = torch.tanh(self.tail_extractor(torch.cat([mention_states[second], context], dim=-1)))
-        if torch.is_grad_enabled():  # training: CLASSIFY_CHUNK mention pairs' products at a time, recomputed
-            return classify_in_chunks(self.classify, z_head, z_tail, chunk=CLASSIFY_CHUNK)  # in the backward pass
-        # prediction: the (P, emb_size * block_size) products CLASSIFY_CHUNK mention pairs at a time
-        return in_pair_chunks(self.classify, z_head, z_tail, chunk=CLASSIFY_CHUNK)
+        # the (P, emb_size * block_size) products CLASSIFY_CHUNK mention pairs at a time (training: recomputed in
+        # the backward pass), as ATLOP's entity pairs
+        return classify_in_chunks(self.classify, z_head, z_tail, chunk=CLASSIFY_CHUNK)
 
     def classify(self, z_head: torch.Tensor, z_tail: torch.Tensor) -> torch.Tensor:
         """Bilinear extractor: ATLOP's grouped bilinear on the mention pairs -> logits (P, R)."""
