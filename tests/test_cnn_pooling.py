@@ -13,7 +13,14 @@ from torch import nn
 from hiere.data.bags import read_bags
 from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
-from hiere.encoders.cnn import CNNEncoder, collate_sentences, conv_max_pool, sentence_features
+from hiere.encoders.cnn import (
+    CONV_CHUNK_ELEMENTS,
+    CNNEncoder,
+    collate_sentences,
+    conv_groups,
+    conv_max_pool,
+    sentence_features,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 NYT10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyt10"
@@ -55,16 +62,63 @@ def run(function, seed: int = 0):
 
 
 @pytest.mark.parametrize("kind", ["pcnn", "cnn"])
-def test_one_chunk_is_bitwise_the_plain_pooling(batch, kind):
+def test_grouped_by_width_gives_the_plain_values_and_gradients(batch, kind):
     _, tensors = batch
     segments = tensors["segments"][:, :50]
     segments = torch.nn.functional.pad(segments, (0, 50 - segments.shape[1]))
     pieces = pieces_of(segments, kind)
     assert (~pieces.any(-1)).any() or kind == "cnn"  # some sentence has an empty piece (entity at the start)
+    assert len(conv_groups(pieces, 23, 1, CONV_CHUNK_ELEMENTS)) > 1  # sentences of several widths
+    expected = run(lambda conv, x: plain(conv, x, pieces))
+    got = run(lambda conv, x: conv_max_pool(x, conv.weight, conv.bias, pieces))
+    # each sentence's outputs and input gradients are computed by the same operations over fewer positions
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    # the weight and bias gradients sum over the width groups in another order: equal up to float rounding
+    for a, b in zip(got[2:], expected[2:], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_full_width_in_one_chunk_is_bitwise_the_plain_pooling(batch):
+    """Pieces over every position (OpenNRE's CNN pooling over its padding): one group, the plain operations."""
+    pieces = torch.ones(40, 1, 50, dtype=torch.bool)
+    assert [width for _, width in conv_groups(pieces, 23, 1, CONV_CHUNK_ELEMENTS)] == [50]
     expected = run(lambda conv, x: plain(conv, x, pieces))
     got = run(lambda conv, x: conv_max_pool(x, conv.weight, conv.bias, pieces))
     for a, b in zip(got, expected, strict=True):
         assert torch.equal(a, b)
+
+
+def test_groups_cover_each_sentence_once_and_skip_the_padding(batch):
+    _, tensors = batch
+    segments = tensors["segments"]
+    pieces = pieces_of(segments, "pcnn")
+    lengths = (segments > 0).sum(1)
+    groups = conv_groups(pieces, 230, 1, CONV_CHUNK_ELEMENTS)
+    rows = torch.cat([r for r, _ in groups])
+    assert sorted(rows.tolist()) == list(range(40))
+    for group_rows, width in groups:
+        need = lengths[group_rows] + 1  # the last word's window reads one position past it
+        assert width % 8 == 0 or width == segments.shape[1]
+        assert torch.all((need <= width) | (width == segments.shape[1]))
+        assert width - 8 < need.max()  # no more than one rounding step of padding
+    work = sum(len(r) * width for r, width in groups)
+    assert work < 0.8 * 40 * segments.shape[1]
+
+
+def test_opennre_padding_reads_the_trained_pad_word_as_the_plain_pooling(batch):
+    """PCNN with ``padding: opennre``: sentences padded to max_length with a trained (here non-zero) [PAD] word;
+    the last word's window still reads it when the sentence is convolved over its own width."""
+    vocab_size, tensors = batch
+    torch.manual_seed(0)
+    encoder = CNNEncoder(vocab_size, word_dim=50, pooling="pcnn", max_length=64, padding="opennre")
+    with torch.no_grad():
+        encoder.word_embedding.embedding.weight[0].normal_()
+    got = encoder(tensors)
+    padded = {k: torch.nn.functional.pad(v, (0, 64 - v.shape[1])) for k, v in tensors.items()}
+    embedded = torch.cat([encoder.word_embedding(padded["word_ids"]), encoder.pos_head_embedding(
+        padded["pos_head"]), encoder.pos_tail_embedding(padded["pos_tail"])], dim=-1)
+    expected = torch.relu(plain(encoder.conv, embedded.transpose(1, 2), pieces_of(padded["segments"], "pcnn")))
+    assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize("chunk_sentences", [1, 7, 39])

@@ -450,8 +450,10 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
 
         improved = False
         if dev_examples and (epoch % trainer.eval_every == 0 or epoch == trainer.epochs):
+            evaluated = time.perf_counter()
             metrics, threshold = evaluator.evaluate(state["threshold"] if not tune else None, train_for_ign, tune,
                                                     **metric_options)
+            record["dev_seconds"] = round(time.perf_counter() - evaluated, 2)  # prediction + scoring, in-process
             if metric_name not in metrics:
                 raise HiereConfigError(f"trainer.metric={metric_name!r} is not among the dev metrics {sorted(metrics)}")
             record["dev"] = metrics
