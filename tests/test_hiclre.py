@@ -543,6 +543,43 @@ def test_inference_reads_large_batches_in_chunks_with_the_same_scores(train_bags
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
 
 
+def test_training_reads_sentences_in_length_groups_with_the_same_states_and_gradients(train_bags, relations,
+                                                                                       monkeypatch):
+    """With gradients the sentences go through the encoder sorted by length, TRAINING_GROUP at a time, each
+    group cut to its longest: the same states and parameter gradients as one padded call (dropout off)."""
+    import hiere.encoders.sentence as sentence
+
+    model = build("bert_att", train_bags, relations, max_length=160)
+    model.eval()  # no dropout: the two readings must agree
+    batch = batch_of(model, train_bags)
+    lengths = batch["attention_mask"].sum(1)
+    assert len(set(lengths.tolist())) > 1  # sentences of several lengths
+
+    def states_and_gradients():
+        model.zero_grad()
+        states = model.encoder.sentence_states(batch)
+        sum(level.square().sum() for level in states).backward()
+        return states, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    whole_states, whole_grads = states_and_gradients()
+    monkeypatch.setattr(sentence, "TRAINING_GROUP", 2)  # groups of 2 sentences by length
+    calls = []
+    original = type(model.encoder)._states
+    monkeypatch.setattr(type(model.encoder), "_states",
+                        lambda self, ids, *rest: calls.append(ids.shape) or original(self, ids, *rest))
+    grouped_states, grouped_grads = states_and_gradients()
+    n = len(lengths)
+    assert [shape[0] for shape in calls] == [min(2, n - start) for start in range(0, n, 2)]
+    widths = sorted(lengths.tolist())
+    assert [shape[1] for shape in calls] == [widths[min(start + 1, n - 1)] for start in range(0, n, 2)]
+    assert calls[0][1] < lengths.max()  # the short sentences' group is cut short
+    for a, b in zip(grouped_states, whole_states, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert grouped_grads.keys() == whole_grads.keys()
+    for name, grad in whole_grads.items():
+        torch.testing.assert_close(grouped_grads[name], grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
 def test_inference_sampling_reads_opennre_bag_size_deterministically(relations):
     bags = read_bags(GIDS / "gids_dev.txt", relations, mode="pair", limit=40)
     chosen = [min(bags, key=lambda b: b.size), max(bags, key=lambda b: b.size)]
