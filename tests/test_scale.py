@@ -317,4 +317,10 @@ def test_workers_bound_the_kernel_cache_and_an_explicit_setting_wins(tiny_bilstm
     assert main([*argv, "-o", str(tmp_path / "b")]) == 0  # the default would be scale.DEFAULT_KERNEL_CACHE
     assert (os.environ[ONEDNN_CACHE_VARIABLE], os.environ[IDEEP_CACHE_VARIABLE]) == ("7", "5")
     assert scale.Job("predict", "m", {}).kernel_cache == scale.DEFAULT_KERNEL_CACHE
+    for variable in (ONEDNN_CACHE_VARIABLE, IDEEP_CACHE_VARIABLE):
+        monkeypatch.delenv(variable)
+    single = ["predict", str(tiny_bilstm_dir), str(scale_corpus["docred.json"]), "-o", str(tmp_path / "one.json")]
+    assert main(single) == 0  # hiere predict on one file bounds them too, to the same default
+    bound = str(scale.DEFAULT_KERNEL_CACHE), str(max(1, scale.DEFAULT_KERNEL_CACHE))
+    assert (os.environ[ONEDNN_CACHE_VARIABLE], os.environ[IDEEP_CACHE_VARIABLE]) == bound
     assert shards(tmp_path / "a") == shards(tmp_path / "b")  # the cache changes memory and speed, not records

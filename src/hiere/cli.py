@@ -362,6 +362,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                               "write their predictions as shards (without --engine: one file -> one JSON)")
     args.input = args.input[0]
     check_output_file(args.output)
+    from hiere.memory import bound_kernel_cache
+
+    bound_kernel_cache(args.kernel_cache)  # before the model's first oneDNN kernel, as a corpus-scale worker
     predictor = load(args.model_dir, args.device)
     progress = sys.stderr.isatty() and not args.no_progress
     records = predictor.predict(args.input, explain=not args.no_explain, progress=progress,

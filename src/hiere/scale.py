@@ -777,7 +777,7 @@ def add_scale_arguments(parser: argparse.ArgumentParser, when: str = "with -o OU
                        "the worker's GPU)")
     group.add_argument("--kernel-cache", type=non_negative_int, default=DEFAULT_KERNEL_CACHE, metavar="N",
                        help=f"compiled CPU kernels (oneDNN, one per tensor shape; also the entries of PyTorch's ideep "
-                       f"cache, at least 1) a worker keeps (default "
+                       f"cache, at least 1) a worker, or hiere predict on one file, keeps (default "
                        f"{DEFAULT_KERNEL_CACHE}: memory stays flat however many documents; every new document length "
                        "adds kernels to a cache, so 1024, oneDNN's own, grows a worker by a few hundred MB; it can "
                        "predict faster with bf16 models, 10-14 %% in one measurement)")
