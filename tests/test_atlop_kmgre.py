@@ -260,6 +260,36 @@ def test_atlop_prediction_in_pair_chunks_equals_one_pass(atlop, documents, monke
     assert [chunked["explanations"][row] for row in rows] == [whole["explanations"][row] for row in rows]
 
 
+def test_prediction_batches_close_at_the_token_budget() -> None:
+    from hiere.training.inference import batches
+
+    sizes = [100, 300, 2600, 50, 4000, 120]
+    assert list(batches([0, 1, 2, 3, 4, 5], 8)) == [[0, 1, 2, 3, 4, 5]]  # no budget: batch_size alone
+    assert list(batches([0, 1, 2, 3, 4, 5], 2)) == [[0, 1], [2, 3], [4, 5]]
+    # at most 3,000 subwords a batch; one document above the budget is read alone
+    assert list(batches([0, 1, 2, 3, 4, 5], 8, sizes, 3000)) == [[0, 1, 2], [3], [4], [5]]
+    assert list(batches([3, 0, 5, 1], 3, sizes, 3000)) == [[3, 0, 5], [1]]  # batch_size still closes a batch
+    assert list(batches([], 8, sizes, 3000)) == []
+
+
+def test_atlop_prediction_under_a_token_budget_gives_the_same_records(atlop, documents, monkeypatch) -> None:
+    """``predict_batch_tokens`` splits a prediction batch of long documents; each document's scores stay."""
+    from hiere.training.inference import feature_size, run_model
+
+    features = [atlop.featurize(doc) for doc in documents]
+    assert atlop.predict_batch_tokens == 4096  # the shipped bound: these two documents are one batch
+    rows, whole, _ = run_model(atlop, features, None, 8, torch.device("cpu"))
+    calls = []
+    forward = type(atlop).forward
+    monkeypatch.setattr(type(atlop), "forward", lambda self, batch: calls.append(len(batch["doc_n_sents"]))
+                        or forward(self, batch))
+    monkeypatch.setattr(atlop, "predict_batch_tokens", max(feature_size(f) for f in features))
+    split_rows, split, _ = run_model(atlop, features, None, 8, torch.device("cpu"))
+    assert calls == [1, 1]  # one document a batch under the smaller budget
+    assert split_rows == rows
+    torch.testing.assert_close(split, whole, atol=1e-5, rtol=1e-4)
+
+
 def test_kmgre_row_chunks_keep_rows_whole_within_the_bound() -> None:
     from hiere.models.doc.kmgre import RowChunk, row_chunks
 

@@ -97,9 +97,21 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     raise HiereConfigError(f"trainer.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
-def batches(indices: list[int], batch_size: int) -> Iterator[list[int]]:
-    for start in range(0, len(indices), batch_size):
-        yield indices[start : start + batch_size]
+def batches(indices: list[int], batch_size: int, sizes: Sequence[int] | None = None,
+            budget: int | None = None) -> Iterator[list[int]]:
+    """``indices`` in order, ``batch_size`` at a time; with ``budget``, a batch also closes before its summed
+    ``sizes`` would pass it (an example larger than the budget is a batch of its own)."""
+    batch: list[int] = []
+    total = 0
+    for index in indices:
+        size = sizes[index] if sizes is not None and budget else 0
+        if batch and (len(batch) == batch_size or (budget and total + size > budget)):
+            yield batch
+            batch, total = [], 0
+        batch.append(index)
+        total += size
+    if batch:
+        yield batch
 
 
 def feature_size(feature: dict[str, Any]) -> int:
@@ -164,7 +176,11 @@ def run_model(
     score_parts: list[torch.Tensor] = []
     explanation_parts: list[Sequence[dict | None]] = []
     has_explanations = True
-    chunks = list(batches(indices, batch_size))
+    # a model may bound a prediction batch's input size too (ATLOP/KMGRE: the subwords of its documents, whose
+    # mention attention rows and entity pairs grow with them), so long documents are not read 8 at a time
+    budget = getattr(model, "predict_batch_tokens", None)
+    sizes = [feature_size(feature) for feature in features] if budget else None
+    chunks = list(batches(indices, batch_size, sizes, budget))
     for chunk in tqdm(chunks, desc=description, disable=not progress, leave=False, unit="batch"):
         batch = move_to_device(model.collate([features[i] for i in chunk]), device)
         with autocast_context(device, precision):
