@@ -188,9 +188,9 @@ class TransformerSentenceEncoder(TransformerEncoder):
         Each sentence is read alone (attention never crosses rows), so the sentences go through the encoder
         sorted by length in groups, each group cut to its own longest sentence: :data:`TRAINING_GROUP` at a
         time in training (NYT10-subset sentences cropped at 64 subwords average 47: a random step pads them to
-        about 1.35x their length, sorted groups to 1.1-1.2x), :data:`INFERENCE_CHUNK` without gradients (dev, test, ``hiere
-        predict``: an evaluation batch of bags can hold thousands of sentences, one NYT10 bag has 1,010, and
-        the encoder's activations grow with their number). The states are those of one call over the padded
+        about 1.35x their length, sorted groups to 1.1-1.2x), :data:`INFERENCE_CHUNK` without gradients (dev,
+        test, ``hiere predict``: an evaluation batch of bags can hold thousands of sentences, one NYT10 bag has
+        1,010, and the encoder's activations grow with their number). The states are those of one call over the padded
         batch up to float rounding (``tests/test_hiclre.py``); in training the dropout masks are drawn per
         group, so a seed draws other masks than one call would.
         """
