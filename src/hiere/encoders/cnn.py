@@ -192,12 +192,13 @@ class _ConvMaxPool(torch.autograd.Function):
         hidden, padding = weight.shape[0], weight.shape[-1] // 2
         n, n_pieces = inputs.shape[0], pieces.shape[1]
         groups = conv_groups(pieces, hidden, padding, chunk_elements)
+        # one group over the whole sequence: the batch as it is, no copies (bitwise the plain pooling)
+        whole = len(groups) == 1 and groups[0][1] == inputs.shape[-1]
         values = inputs.new_empty((n, n_pieces, hidden), dtype=dtype)
         indices = inputs.new_empty((n, n_pieces, hidden), dtype=torch.long)
         with torch.autocast(device, enabled=False):
             w, b = weight.to(dtype), bias.to(dtype)
             for rows, width in groups:
-                whole = len(groups) == 1 and width == inputs.shape[-1]
                 part = inputs if whole else inputs[rows, :, :width]
                 conv = nn.functional.conv1d(part.to(dtype), w, b, padding=padding)
                 mask = pieces if whole else pieces[rows, :, :width]
@@ -205,19 +206,18 @@ class _ConvMaxPool(torch.autograd.Function):
                 values[rows] = torch.stack([f.values for f in found], dim=1)  # (rows, P, hidden)
                 indices[rows] = torch.stack([f.indices for f in found], dim=1)
         ctx.save_for_backward(inputs, weight, bias, indices, pieces.any(-1))
-        ctx.dtype, ctx.groups, ctx.padding = dtype, groups, padding
+        ctx.dtype, ctx.groups, ctx.whole, ctx.padding = dtype, groups, whole, padding
         return values
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # noqa: ANN001, ANN205
         inputs, weight, bias, indices, nonempty = ctx.saved_tensors
-        dtype, groups, padding = ctx.dtype, ctx.groups, ctx.padding
+        dtype, groups, whole, padding = ctx.dtype, ctx.groups, ctx.whole, ctx.padding
         grad = (grad * nonempty.unsqueeze(-1)).to(dtype)  # an empty piece's -1e4 passes no gradient
         w = weight.to(dtype)
         need_input = ctx.needs_input_grad[0]
-        hidden, seq = weight.shape[0], inputs.shape[-1]
-        whole = len(groups) == 1 and groups[0][1] == seq
+        hidden = weight.shape[0]
         # positions past a group's width pass no gradient: they reach only outputs outside every piece
         grad_inputs = (torch.empty_like(inputs) if whole else torch.zeros_like(inputs)) if need_input else None
         grad_weight = grad_bias = None
