@@ -123,6 +123,9 @@ class HiereModel(nn.Module):
     name: ClassVar[str]
     task: ClassVar[str]  # "doc" or "bag"
     decision: ClassVar[str] = "global"  # "global" | "adaptive" | "ranking" (see module docstring)
+    # at most this many input tokens (hiere.training.inference.feature_size) in one prediction batch; None: only
+    # the eval batch size bounds it
+    predict_batch_tokens: ClassVar[int | None] = None
     Config: ClassVar[type[ModelConfig]] = ModelConfig
 
     def __init__(self, config: ModelConfig, resources: Resources):

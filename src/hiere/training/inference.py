@@ -178,7 +178,7 @@ def run_model(
     has_explanations = True
     # a model may bound a prediction batch's input size too (ATLOP/KMGRE: the subwords of its documents, whose
     # mention attention rows and entity pairs grow with them), so long documents are not read 8 at a time
-    budget = getattr(model, "predict_batch_tokens", None)
+    budget = model.predict_batch_tokens
     sizes = [feature_size(feature) for feature in features] if budget else None
     chunks = list(batches(indices, batch_size, sizes, budget))
     for chunk in tqdm(chunks, desc=description, disable=not progress, leave=False, unit="batch"):

@@ -52,7 +52,7 @@ class TransformerDocModel(HiereModel):
     # prediction batches hold at most this many subwords (hiere.training.inference.run_model): the mentions'
     # attention rows and the entity pairs of a batch grow with its documents' length, so documents of 2,000
     # words are read one at a time, while a batch of ordinary Re-DocRED documents stays whole
-    predict_batch_tokens = 4096
+    predict_batch_tokens: ClassVar[int | None] = 4096
 
     def __init__(self, config: TransformerDocConfig, resources: Resources):
         super().__init__(config, resources)
