@@ -580,6 +580,53 @@ def test_training_reads_sentences_in_length_groups_with_the_same_states_and_grad
         torch.testing.assert_close(grouped_grads[name], grad, atol=1e-4, rtol=1e-3, msg=name)
 
 
+def test_training_groups_past_the_subword_budget_are_recomputed_in_backward_with_the_same_gradients(
+        train_bags, relations, monkeypatch):
+    """Once a step's groups hold KEPT_SUBWORDS subwords, the later groups are checkpointed: their forward runs
+    again in backward, with the dropout masks of the first run, so states and gradients do not change."""
+    import hiere.encoders.sentence as sentence
+
+    model = build("bert_att", train_bags, relations, max_length=160)
+    model.train()  # dropout on: the recomputation must replay the same masks
+    batch = batch_of(model, train_bags)
+    n = batch["input_ids"].shape[0]
+    monkeypatch.setattr(sentence, "TRAINING_GROUP", 2)
+    checkpointed, states_calls = [], []
+    real_checkpoint, real_states = sentence.checkpoint, type(model.encoder)._states
+    monkeypatch.setattr(sentence, "checkpoint", lambda fn, *a, **k: checkpointed.append(a[0].shape) or
+                        real_checkpoint(fn, *a, **k))
+    monkeypatch.setattr(type(model.encoder), "_states",
+                        lambda self, ids, *rest: states_calls.append(ids.shape) or real_states(self, ids, *rest))
+
+    def run(budget: int):
+        monkeypatch.setattr(sentence, "KEPT_SUBWORDS", budget)
+        checkpointed.clear()
+        states_calls.clear()
+        torch.manual_seed(0)
+        model.zero_grad()
+        states = model.encoder.sentence_states(batch)
+        sum(level.square().sum() for level in states).backward()
+        return states, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    groups = (n + 1) // 2
+    kept_states, kept_grads = run(10**9)
+    assert checkpointed == [] and len(states_calls) == groups
+    first_group = states_calls[0][0] * states_calls[0][1]  # subwords of the shortest group
+    for budget, recomputed in ((first_group, groups - 1), (0, groups)):
+        states, grads = run(budget)
+        assert len(checkpointed) == recomputed
+        assert len(states_calls) == groups + recomputed  # each checkpointed group read again in backward
+        for a, b in zip(states, kept_states, strict=True):
+            assert torch.equal(a, b)
+        assert grads.keys() == kept_grads.keys()
+        for name, grad in kept_grads.items():
+            torch.testing.assert_close(grads[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+    checkpointed.clear()
+    with torch.no_grad():  # no gradient: nothing to keep, nothing checkpointed
+        assert model.encoder.sentence_states(batch)[0].shape[0] == n
+    assert checkpointed == []
+
+
 def test_inference_sampling_reads_opennre_bag_size_deterministically(relations):
     bags = read_bags(GIDS / "gids_dev.txt", relations, mode="pair", limit=40)
     chosen = [min(bags, key=lambda b: b.size), max(bags, key=lambda b: b.size)]

@@ -42,6 +42,8 @@ def test_model_directory_holds_everything(trained):
     history = json.loads((trained / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert all("f1" in h["dev"] and "ign_f1" in h["dev"] for h in history)
+    peaks = [h["peak_rss_mb"] for h in history]  # the process's high-water mark after training, after dev
+    assert all(0 < p["train"] <= p["dev"] for p in peaks) and peaks[0]["dev"] <= peaks[1]["train"]
     log = (trained / "train.log").read_text()
     assert "epoch 2: loss" in log and "epoch 1 batch 2/3: loss" in log  # per-batch lines (log_every=2)
 

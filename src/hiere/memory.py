@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,13 @@ def bound_kernel_cache(capacity: int | None) -> bool:
     for variable in unset:
         os.environ[variable] = str(wanted[variable])
     return bool(unset)
+
+
+def peak_rss_mb() -> float | None:
+    """The process's resident-memory high-water mark so far, in MB (``ru_maxrss``); None where unknown."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS, kB on Linux

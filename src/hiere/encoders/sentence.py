@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from hiere.data.bags import BagSentence
 from hiere.data.vocab import Vocab
@@ -33,6 +34,9 @@ SENTENCE_POOLINGS = ("paper", "entity_start")
 ENTITY_START_MARKERS = ("[unused0]", "[unused1]", "[unused2]", "[unused3]")  # head start/end, tail start/end
 INFERENCE_CHUNK = 256  # sentences per encoder call when no gradient is needed (TransformerSentenceEncoder)
 TRAINING_GROUP = 16  # sentences per encoder call in training, grouped by length (TransformerSentenceEncoder)
+KEPT_SUBWORDS = 4096  # subwords of a training step whose encoder activations stay in memory until backward;
+# the groups past it are recomputed in backward (activation checkpointing), so a step of 16 bags of 16
+# sentences holds about a third of its activations (TransformerSentenceEncoder)
 
 
 @runtime_checkable
@@ -193,6 +197,13 @@ class TransformerSentenceEncoder(TransformerEncoder):
         1,010, and the encoder's activations grow with their number). The states are those of one call over the padded
         batch up to float rounding (``tests/test_hiclre.py``); in training the dropout masks are drawn per
         group, so a seed draws other masks than one call would.
+
+        Memory in training: the groups are read shortest first, and once the step's groups hold
+        :data:`KEPT_SUBWORDS` subwords (rows x width) the later ones go through
+        :func:`torch.utils.checkpoint.checkpoint`: backward reads them again (same dropout masks, the random
+        state is replayed) instead of keeping their activations. A typical step (16 bags of 3 sentences on the
+        NYT10 subset) stays under the budget and pays nothing; a step of large bags pays one more encoder
+        forward for its groups past the budget.
         """
         input_ids, mask = batch["input_ids"], batch["attention_mask"]
         group = TRAINING_GROUP if torch.is_grad_enabled() else INFERENCE_CHUNK
@@ -200,12 +211,16 @@ class TransformerSentenceEncoder(TransformerEncoder):
             return self._states(input_ids, mask, batch["head_span"], batch["tail_span"])
         lengths = mask.sum(1)
         order = torch.argsort(lengths, stable=True)
-        parts = []
+        parts, kept = [], 0
         for start in range(0, input_ids.shape[0], group):
             rows = order[start:start + group]
             width = int(lengths[rows].max())
-            parts.append(self._states(input_ids[rows, :width], mask[rows, :width],
-                                      batch["head_span"][rows], batch["tail_span"][rows]))
+            inputs = (input_ids[rows, :width], mask[rows, :width], batch["head_span"][rows], batch["tail_span"][rows])
+            kept += len(rows) * width
+            if torch.is_grad_enabled() and kept > KEPT_SUBWORDS:  # recomputed in backward, not kept
+                parts.append(checkpoint(self._states, *inputs, use_reentrant=False))
+            else:
+                parts.append(self._states(*inputs))
         back = torch.argsort(order)  # sorted position of each original row
         return tuple(torch.cat(level)[back] for level in zip(*parts, strict=True))  # type: ignore[return-value]
 

@@ -37,6 +37,7 @@ from hiere.memory import (
     ONEDNN_CACHE_VARIABLE,
     bound_kernel_cache,
     enable_huge_pages,
+    peak_rss_mb,
     release_freed_memory,
     set_mmap_threshold,
 )
@@ -443,6 +444,7 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
         train_seconds = time.perf_counter() - started
         epoch_loss = float(np.mean([v for v in gather_objects(running_loss / max(1, seen), context)]))
         record: dict[str, Any] = {"epoch": epoch, "loss": epoch_loss, "train_seconds": round(train_seconds, 2)}
+        peaks = {"train": peak_rss_mb()}  # the process's high-water mark after each part (this rank's)
         terms = gather_objects({name: total / max(1, seen) for name, total in term_sums.items()}, context)
         if any(terms):
             record["loss_terms"] = {name: float(np.mean([part[name] for part in terms if name in part]))
@@ -454,6 +456,7 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
             metrics, threshold = evaluator.evaluate(state["threshold"] if not tune else None, train_for_ign, tune,
                                                     **metric_options)
             record["dev_seconds"] = round(time.perf_counter() - evaluated, 2)  # prediction + scoring, in-process
+            peaks["dev"] = peak_rss_mb()
             if metric_name not in metrics:
                 raise HiereConfigError(f"trainer.metric={metric_name!r} is not among the dev metrics {sorted(metrics)}")
             record["dev"] = metrics
@@ -468,6 +471,8 @@ def _train(config: dict, trainer: TrainerConfig, out_dir: Path, resume: bool, co
         else:
             improved = not dev_examples
             message = f"epoch {epoch}: loss {epoch_loss:.4f}"
+        if peaks["train"] is not None:
+            record["peak_rss_mb"] = peaks
         log.info(message)
         if progress:
             tqdm.write(message)
