@@ -198,6 +198,42 @@ def test_att_explanations_sum_to_one(train_bags, pair_bags, relations):
         assert sum(weights[0]) == pytest.approx(1.0, abs=1e-4)
 
 
+
+def test_attention_rows_are_built_when_read_with_each_bags_own_weights():
+    """AttentionRows keeps the members' weights compact and builds a row's dict on reading: the same values
+    as reading the padded (n_bags, R, levels, n_sent) tensor bag by bag, folded back through a sample."""
+    import pickle
+
+    from hiere.models.bag.common import attention_explanations, bag_membership
+
+    generator = torch.Generator().manual_seed(0)
+    relations = ["NA", "/a", "/a/b"]
+    names = [["NA"], ["/a"], ["/a", "/a/b"]]
+    sentence_bag = torch.tensor([0, 1, 1, 1, 2, 2])  # bags of 1, 3 and 2 sentences
+    membership = bag_membership(sentence_bag, 3)
+    weights = torch.rand(3, 3, 2, 6, generator=generator).to(torch.bfloat16)  # (n_bags, R, levels, n_sent)
+    rows = attention_explanations(relations, names, weights, membership)
+    assert len(rows) == 3
+    for row in range(3):
+        members = membership[row].nonzero(as_tuple=True)[0]
+        expected = weights[row][:, :, members].tolist()  # the eager reading
+        for index, relation in enumerate(relations[1:], start=1):
+            attention = rows[row]["by_relation"][relation]["attention"]
+            assert attention["levels"] == names[index]
+            assert attention["weights"] == [[round(w, 6) for w in level] for level in expected[index]]
+        assert "NA" not in rows[row]["by_relation"]
+    assert rows[-1] == rows[2] and rows[0:2] == [rows[0], rows[1]]
+    with pytest.raises(IndexError):
+        rows[3]
+    assert pickle.loads(pickle.dumps(rows))[1] == rows[1]  # gathered across DDP ranks as it is
+
+    batch = {"sentence_origin": [[0], [2, 0, 2], [1, 0]], "original_sizes": [1, 4, 2]}  # sampled sentences
+    sampled = attention_explanations(relations, names, weights, membership, batch)[1]
+    level = sampled["by_relation"]["/a"]["attention"]["weights"][0]
+    drawn = weights[1, 1, 0, 1:4].tolist()
+    assert level == [round(drawn[1], 6), 0.0, round(drawn[0] + drawn[2], 6), 0.0]  # summed, never drawn: 0
+
+
 # ---------------------------------------------------------------- training bags
 
 

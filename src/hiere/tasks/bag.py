@@ -78,9 +78,10 @@ class BagTask:
         for row, (example_index, _) in enumerate(rows):
             bag = examples[example_index]
             shared, by_relation = {}, {}
-            if explanations is not None and explanations[row]:
-                shared = {k: v for k, v in explanations[row].items() if k != "by_relation"}
-                by_relation = explanations[row].get("by_relation") or {}
+            explanation = explanations[row] if explanations is not None else None  # built when read: read once
+            if explanation:
+                shared = {k: v for k, v in explanation.items() if k != "by_relation"}
+                by_relation = explanation.get("by_relation") or {}
             for relation, score in zip(names, values[row], strict=True):
                 record = {"h": bag.head_id, "t": bag.tail_id, "relation": relation, "score": score}
                 record.update(shared)

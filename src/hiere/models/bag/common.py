@@ -18,6 +18,7 @@ sample instead, ``inference_sampling``: deterministic, seeded by the entity pair
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -338,35 +339,60 @@ def sample_bag_sentences(
 def attention_explanations(
     relations: list[str], level_names: list[list[str]], weights: torch.Tensor, membership: torch.Tensor,
     batch: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+) -> AttentionRows:
     """Explanations per bag: for every non-NA relation, its chain and each level's weight per sentence.
 
     ``level_names[r]``: the node names of relation ``r`` per level; ``weights`` (n_bags, R, levels, n_sent).
-    Returned as ``{"by_relation": {relation: {"attention": {"levels": [...], "weights": [[...], ...]}}}}``
+    Each row reads ``{"by_relation": {relation: {"attention": {"levels": [...], "weights": [[...], ...]}}}}``
     so that each prediction record carries the attention that produced its own score. When the bags were
     read through a sample of their sentences (``batch["sentence_origin"]``), each weight goes back to the
     sentence it was drawn from (a sentence drawn twice gets the sum; one never drawn gets 0).
+
+    The rows are made when they are read (:class:`AttentionRows`): scoring a dev or test split reads none of
+    them, and a dict of 52 relations' rounded weights per bag cost more than the model's pass on a CNN.
     """
-    origins = (batch or {}).get("sentence_origin")
-    explanations = []
-    for row in range(weights.shape[0]):
-        members = membership[row].nonzero(as_tuple=True)[0]
-        values = weights[row][:, :, members].tolist()  # (R, levels, n_members)
-        if origins is not None:
-            values = [[fold(level, origins[row], batch["original_sizes"][row]) for level in chain]
+    return AttentionRows(relations, level_names, weights, membership, batch)
+
+
+class AttentionRows(Sequence):
+    """The rows of :func:`attention_explanations`, each built when it is read (from the bag's own weights,
+    kept compact: ``(bag members, R, levels)``, not the batch's padded ``(n_bags, R, levels, n_sent)``)."""
+
+    def __init__(self, relations: list[str], level_names: list[list[str]], weights: torch.Tensor,
+                 membership: torch.Tensor, batch: dict[str, Any] | None = None):
+        self.relations, self.level_names = relations, level_names
+        membership = membership.detach().cpu()
+        # (n_bags, R, L, n_sent) -> the members' weights, bag after bag, sentences in order: (members, R, L)
+        self.weights = weights.detach().float().cpu().permute(0, 3, 1, 2)[membership]
+        self.ends = membership.sum(1).cumsum(0).tolist()
+        self.origins = (batch or {}).get("sentence_origin")
+        self.original_sizes = (batch or {}).get("original_sizes")
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, row: int) -> dict[str, Any]:  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[index] for index in range(*row.indices(len(self)))]
+        if not -len(self) <= row < len(self):
+            raise IndexError(row)
+        row = row % len(self)
+        start = self.ends[row - 1] if row else 0
+        values = self.weights[start:self.ends[row]].permute(1, 2, 0).tolist()  # (R, levels, n_members)
+        if self.origins is not None:
+            values = [[fold(level, self.origins[row], self.original_sizes[row]) for level in chain]
                       for chain in values]
         by_relation = {
             relation: {
                 "attention": {
-                    "levels": level_names[index],
+                    "levels": self.level_names[index],
                     "weights": [[round(w, 6) for w in level] for level in values[index]],
                 }
             }
-            for index, relation in enumerate(relations)
+            for index, relation in enumerate(self.relations)
             if index > 0
         }
-        explanations.append({"by_relation": by_relation})
-    return explanations
+        return {"by_relation": by_relation}
 
 
 def fold(weights: list[float], origin: list[int], size: int) -> list[float]:
