@@ -582,8 +582,8 @@ def test_training_reads_sentences_in_length_groups_with_the_same_states_and_grad
 
 def test_training_groups_past_the_subword_budget_are_recomputed_in_backward_with_the_same_gradients(
         train_bags, relations, monkeypatch):
-    """Once a step's groups hold KEPT_SUBWORDS subwords, the later groups are checkpointed: their forward runs
-    again in backward, with the dropout masks of the first run, so states and gradients do not change."""
+    """Once a step's groups hold model.kept_subwords subwords, the later groups are checkpointed: their forward
+    runs again in backward, with the dropout masks of the first run, so states and gradients do not change."""
     import hiere.encoders.sentence as sentence
 
     model = build("bert_att", train_bags, relations, max_length=160)
@@ -599,7 +599,7 @@ def test_training_groups_past_the_subword_budget_are_recomputed_in_backward_with
                         lambda self, ids, *rest: states_calls.append(ids.shape) or real_states(self, ids, *rest))
 
     def run(budget: int):
-        monkeypatch.setattr(sentence, "KEPT_SUBWORDS", budget)
+        model.encoder.kept_subwords = budget
         checkpointed.clear()
         states_calls.clear()
         torch.manual_seed(0)
@@ -609,10 +609,11 @@ def test_training_groups_past_the_subword_budget_are_recomputed_in_backward_with
         return states, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
     groups = (n + 1) // 2
-    kept_states, kept_grads = run(10**9)
+    assert model.encoder.kept_subwords == sentence.KEPT_SUBWORDS == model.config.kept_subwords  # the default
+    kept_states, kept_grads = run(0)  # 0: keep every activation
     assert checkpointed == [] and len(states_calls) == groups
     first_group = states_calls[0][0] * states_calls[0][1]  # subwords of the shortest group
-    for budget, recomputed in ((first_group, groups - 1), (0, groups)):
+    for budget, recomputed in ((first_group, groups - 1), (1, groups)):
         states, grads = run(budget)
         assert len(checkpointed) == recomputed
         assert len(states_calls) == groups + recomputed  # each checkpointed group read again in backward

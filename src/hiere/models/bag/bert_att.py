@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from hiere.data.bags import Bag, BagSentence
-from hiere.encoders.sentence import SENTENCE_POOLINGS, TransformerSentenceEncoder
+from hiere.encoders.sentence import KEPT_SUBWORDS, SENTENCE_POOLINGS, TransformerSentenceEncoder
 from hiere.encoders.transformer import DEFAULT
 from hiere.errors import HiereConfigError
 from hiere.models.bag.common import (
@@ -61,7 +61,7 @@ BAG_SAMPLINGS = ("cap", "fixed")
 
 @dataclass
 class BertAttConfig(ModelConfig):
-    zero_allowed: ClassVar[frozenset[str]] = frozenset({"max_bag_sentences"})  # 0 means none / off
+    zero_allowed: ClassVar[frozenset[str]] = frozenset({"max_bag_sentences", "kept_subwords"})  # 0: none / off
     encoder: str = DEFAULT  # "default" (all-MiniLM-L6-v2 package) or a local Hugging Face folder
     max_length: int = 128  # subwords per sentence, [CLS]/[SEP] included; longer sentences are cropped
     entity_markers: bool = False  # the paper encodes plain text; True adds "*" around both entities
@@ -77,6 +77,10 @@ class BertAttConfig(ModelConfig):
     # dev/test/predict read every sentence (false), or exactly max_bag_sentences drawn per bag, seeded by the
     # entity pair (true: OpenNRE's bag_size at test time); attention explanations still name whole-bag sentences
     inference_sampling: bool = False
+    # memory of a training step: the encoder keeps the activations of this many subwords for backward and reads
+    # the rest of the step's sentences again in backward (activation checkpointing; the same values and
+    # gradients, more time); 0 keeps them all (the fastest, when memory is no concern, e.g. on a GPU)
+    kept_subwords: int = KEPT_SUBWORDS
 
     def __post_init__(self) -> None:
         for key, allowed in (("pooling", POOLINGS), ("attention_query", QUERIES), ("bag_sampling", BAG_SAMPLINGS)):
@@ -108,8 +112,9 @@ class BertAtt(HiereModel):
 
     def __init__(self, config: BertAttConfig, resources: Resources):
         super().__init__(config, resources)
-        self.encoder = TransformerSentenceEncoder(config.encoder, resources.model_dir, config.max_length,
-                                                  config.pooling, config.entity_markers)  # eqs. 1-2
+        self.encoder = TransformerSentenceEncoder(  # eqs. 1-2
+            config.encoder, resources.model_dir, config.max_length, config.pooling, config.entity_markers,
+            config.kept_subwords)
         n_relations = len(resources.relations)
         size = self.encoder.output_size
         self.sentence_size = size

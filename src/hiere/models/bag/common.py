@@ -31,7 +31,7 @@ from hiere.data.relations import RelationMap
 from hiere.data.vocab import Vocab
 from hiere.encoders.cnn import PADDINGS
 from hiere.encoders.glove import DEFAULT, glove_dim
-from hiere.encoders.sentence import SENTENCE_POOLINGS, CNNSentenceEncoder, TransformerSentenceEncoder
+from hiere.encoders.sentence import KEPT_SUBWORDS, SENTENCE_POOLINGS, CNNSentenceEncoder, TransformerSentenceEncoder
 from hiere.encoders.transformer import DEFAULT as TRANSFORMER_DEFAULT
 from hiere.errors import HiereConfigError
 from hiere.models.base import HiereModel, ModelConfig, Resources
@@ -46,7 +46,7 @@ INITIALIZATIONS = ("xavier", "pytorch")
 class BagModelConfig(ModelConfig):
     """Sentence encoder and bag settings shared by the CNN/PCNN bag models (HNRE / OpenNRE defaults)."""
 
-    zero_allowed: ClassVar[frozenset[str]] = frozenset({"glove_vocab"})  # 0 means none / off
+    zero_allowed: ClassVar[frozenset[str]] = frozenset({"glove_vocab", "kept_subwords"})  # 0 means none / off
     encoder: str = "pcnn"  # cnn | pcnn | transformer (hiere.encoders.sentence)
     glove: str = DEFAULT  # "default" (GloVe 6B 50d package) or a GloVe text file
     glove_vocab: int = 400_000  # most frequent GloVe words in the vocabulary (GloVe 6B has 400k; 0: none)
@@ -70,6 +70,7 @@ class BagModelConfig(ModelConfig):
     # training bags above this many sentences are read through a fresh random sample of it (0: all sentences);
     # a transformer reads every sentence of a bag in one step, and one NYT10 bag has 1,010 of them
     max_bag_sentences: int = 0
+    kept_subwords: int = KEPT_SUBWORDS  # transformer: subwords of a step whose activations are kept (bert_att)
 
     def __post_init__(self) -> None:
         if self.encoder not in SENTENCE_ENCODERS:
@@ -176,7 +177,7 @@ class BagModel(HiereModel):
         self.encoder: CNNSentenceEncoder | TransformerSentenceEncoder
         if config.encoder == "transformer":
             self.encoder = TransformerSentenceEncoder(config.transformer, resources.model_dir, config.max_length,
-                                                      config.pooling, config.entity_markers)
+                                                      config.pooling, config.entity_markers, config.kept_subwords)
         else:
             self.encoder = CNNSentenceEncoder(
                 resources.vocabs["words"],
