@@ -11,7 +11,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 LAYERS = [  # lowest first; a module may import its own layer and those below it
-    ("errors", "io", "memory", "config", "arguments", "data", "metrics", "resources"),
+    ("errors", "io", "rows", "memory", "config", "arguments", "data", "metrics", "resources"),
     ("encoders", "evidence", "text", "losses"),
     ("models", "tasks"),
     ("training",),

@@ -29,6 +29,7 @@ import torch
 
 from hiere.data.docred import Document
 from hiere.errors import HiereConfigError
+from hiere.rows import LazyRows
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def sentence_one_hot(token_sents: list[list[int]], seq_len: int) -> torch.Tensor
     return one_hot
 
 
-class SentenceScoreRows(Sequence):
+class SentenceScoreRows(LazyRows):
     """Per-sentence scores of many rows, ``{"sentence_scores": [...]}`` made only for the rows looked at.
 
     A document of 2,000 tokens has 35,000 entity pairs, and a dict of rounded Python floats for each of them
@@ -180,12 +181,7 @@ class SentenceScoreRows(Sequence):
     def __len__(self) -> int:
         return len(self.n_sents)
 
-    def __getitem__(self, row: int) -> dict[str, Any]:  # type: ignore[override]
-        if isinstance(row, slice):
-            return [self[index] for index in range(*row.indices(len(self)))]
-        if not -len(self) <= row < len(self):
-            raise IndexError(row)
-        row = row % len(self)
+    def row(self, row: int) -> dict[str, Any]:
         return {"sentence_scores": [round(value, 6) for value in self.mass[row, : self.n_sents[row]].tolist()]}
 
 

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from hiere.config import PRECISIONS
 from hiere.errors import HiereConfigError, HiereInputError
 from hiere.models.base import HiereModel
+from hiere.rows import LazyRows
 
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
@@ -201,7 +202,7 @@ def run_model(
     return rows, all_scores, explanations
 
 
-class ChainedRows(Sequence):
+class ChainedRows(LazyRows):
     """Sequences of rows (the batches' explanations) read as one, without copying them into a list: a lazy
     part (:class:`hiere.evidence.SentenceScoreRows`) stays lazy."""
 
@@ -212,11 +213,6 @@ class ChainedRows(Sequence):
     def __len__(self) -> int:
         return self.ends[-1] if self.ends else 0
 
-    def __getitem__(self, row: int) -> Any:  # type: ignore[override]
-        if isinstance(row, slice):
-            return [self[index] for index in range(*row.indices(len(self)))]
-        if not -len(self) <= row < len(self):
-            raise IndexError(row)
-        row = row % len(self)
+    def row(self, row: int) -> Any:
         part = bisect.bisect_right(self.ends, row)
         return self.parts[part][row - (self.ends[part - 1] if part else 0)]

@@ -18,7 +18,6 @@ sample instead, ``inference_sampling``: deterministic, seeded by the entity pair
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,6 +35,7 @@ from hiere.encoders.transformer import DEFAULT as TRANSFORMER_DEFAULT
 from hiere.errors import HiereConfigError
 from hiere.models.base import HiereModel, ModelConfig, Resources
 from hiere.models.layers import masked_softmax
+from hiere.rows import LazyRows
 
 TRAINING_BAGS = ("relation", "pair")
 SENTENCE_ENCODERS = ("cnn", "pcnn", "transformer")
@@ -355,7 +355,7 @@ def attention_explanations(
     return AttentionRows(relations, level_names, weights, membership, batch)
 
 
-class AttentionRows(Sequence):
+class AttentionRows(LazyRows):
     """The rows of :func:`attention_explanations`, each built when it is read (from the bag's own weights,
     kept compact: ``(bag members, R, levels)``, not the batch's padded ``(n_bags, R, levels, n_sent)``)."""
 
@@ -372,12 +372,7 @@ class AttentionRows(Sequence):
     def __len__(self) -> int:
         return len(self.ends)
 
-    def __getitem__(self, row: int) -> dict[str, Any]:  # type: ignore[override]
-        if isinstance(row, slice):
-            return [self[index] for index in range(*row.indices(len(self)))]
-        if not -len(self) <= row < len(self):
-            raise IndexError(row)
-        row = row % len(self)
+    def row(self, row: int) -> dict[str, Any]:
         start = self.ends[row - 1] if row else 0
         values = self.weights[start:self.ends[row]].permute(1, 2, 0).tolist()  # (R, levels, n_members)
         if self.origins is not None:
