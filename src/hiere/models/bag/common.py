@@ -350,7 +350,8 @@ def attention_explanations(
     sentence it was drawn from (a sentence drawn twice gets the sum; one never drawn gets 0).
 
     The rows are made when they are read (:class:`AttentionRows`): scoring a dev or test split reads none of
-    them, and a dict of 52 relations' rounded weights per bag cost more than the model's pass on a CNN.
+    them, and building a dict of 52 relations' rounded weights for every bag was a large part of a CNN model's
+    dev pass (docs/results.md, "Session 17").
     """
     return AttentionRows(relations, level_names, weights, membership, batch)
 
