@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hiere.io import write_json_atomic
+from hiere.memory import peak_rss_mb as own_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: configs and data paths are relative to it
 
@@ -98,7 +98,7 @@ def rss_mb(pid: int | str = "self") -> float | None:
 
 def self_peak_rss_mb() -> float:
     """Peak resident memory so far of this process (``getrusage``), in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return own_peak_rss_mb() or 0.0
 
 
 @dataclass

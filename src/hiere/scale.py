@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import resource
 import socket
 import sys
 import time
@@ -43,7 +42,7 @@ from typing import Any, TextIO
 
 from hiere.errors import HiereInputError
 from hiere.io import dumps_json, iter_json_list, parse_json, write_chunks_atomic, write_text_atomic
-from hiere.memory import release_freed_memory
+from hiere.memory import peak_rss_mb, release_freed_memory
 from hiere.tasks import get_task
 
 LOGGER = logging.getLogger(__name__)
@@ -345,7 +344,7 @@ class BlockWorker:
                            0.0, time.perf_counter() - began)
         del records, lines, errors
         release_freed_memory()
-        result.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # kB on Linux
+        result.peak_rss_mb = peak_rss_mb() or 0.0
         result.rss_mb = resident_mb()
         return result
 

@@ -70,7 +70,7 @@ class BagModelConfig(ModelConfig):
     # training bags above this many sentences are read through a fresh random sample of it (0: all sentences);
     # a transformer reads every sentence of a bag in one step, and one NYT10 bag has 1,010 of them
     max_bag_sentences: int = 0
-    kept_subwords: int = KEPT_SUBWORDS  # transformer: subwords of a step whose activations are kept (bert_att)
+    kept_subwords: int = KEPT_SUBWORDS  # encoder: transformer only: subwords of a step whose activations are kept
 
     def __post_init__(self) -> None:
         if self.encoder not in SENTENCE_ENCODERS:
