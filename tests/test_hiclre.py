@@ -461,6 +461,52 @@ def test_released_recontextualization_by_hand(train_bags, relations):
     torch.testing.assert_close(h_B[0].detach(), ((b_plus.sum(0) + alpha_plus @ s_plus) / 2).detach())
 
 
+def test_pack_groups_by_hand():
+    from hiere.models.bag.hiclre import pack_groups
+
+    membership = torch.tensor([[False, True, False, True, True], [True, False, False, False, False]])
+    index, member = pack_groups(membership)
+    assert index[0].tolist() == [1, 3, 4] and index[1, 0].item() == 0
+    assert member.tolist() == [[True, True, True], [True, False, False]]
+    assert not membership[1, index[1, 1:]].any()  # the padding points at other groups' sentences
+
+
+@pytest.mark.parametrize("recipe", ["paper", "released"])
+def test_groups_packed_to_their_own_sentences_match_the_masked_batch(train_bags, relations, recipe):
+    """Training recontextualizes each group over its own sentences, (G, m, d); the same levels as attending
+    over all n_sent of the batch with the other groups masked out (the form inference uses)."""
+    from hiere.models.bag.hiclre import pack_groups
+
+    model = build("hiclre", train_bags, relations, recipe=recipe, seed=4)
+    torch.manual_seed(5)
+    d, heads = model.hidden_size, model.config.heads
+    membership = torch.tensor([[True, False, True, False, False, True],
+                               [False, True, False, False, False, False],
+                               [False, False, False, True, True, False]])
+    h_E, h_S = torch.randn(6, d), torch.randn(6, d)
+    alpha = torch.softmax(torch.randn(3, 6).masked_fill(~membership, float("-inf")), dim=-1)
+    labels = torch.tensor([1, 2, 0])
+    h_B = torch.einsum("gn,nd->gd", alpha, h_S)
+    index, member = pack_groups(membership)
+    E, S, shares = h_E[index], h_S[index], alpha.gather(1, index) * member
+    group, position = member.nonzero(as_tuple=True)
+    rows = membership.nonzero(as_tuple=True)
+    if recipe == "released":
+        dense = model.released_recontextualize(h_E, h_S, alpha, membership, labels)
+        packed = model.released_recontextualize(E, S, shares, member, labels)
+    else:
+        def blocked(mask):
+            allowed = (mask.unsqueeze(2) & mask.unsqueeze(1)) | torch.eye(mask.shape[1], dtype=torch.bool)
+            return (~allowed).repeat_interleave(heads, dim=0)
+
+        dense = model.recontextualize(h_E, h_S, h_B.unsqueeze(1), alpha, blocked(membership),
+                                      membership.unsqueeze(1).float())[:3]
+        packed = model.recontextualize(E, S, h_B.unsqueeze(1), shares, blocked(member), member.unsqueeze(1).float())[:3]
+    for level in (0, 1):  # entity and sentence levels, row by row
+        torch.testing.assert_close(packed[level][group, position], dense[level][rows])
+    torch.testing.assert_close(packed[2], dense[2])  # bag level
+
+
 def test_gradient_normalisation_per_row_or_per_batch():
     from hiere.models.bag.hiclre import normalise_gradient
 

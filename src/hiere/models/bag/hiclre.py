@@ -227,7 +227,8 @@ class HiCLRE(BertAtt):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Eqs. 9-11 on ``views`` bag readings at once (training: one per group; inference: one per relation).
 
-        ``h_E``, ``h_S`` (n_sent, d); ``alpha`` (views, n_sent) of eq. 4; ``h_B`` (views, n_bags, d);
+        ``h_E``, ``h_S`` (n_sent, d), or (views, n_sent, d) when each view has its own rows (training: a group's
+        sentences, :func:`pack_groups`); ``alpha`` (views, n_sent) of eq. 4; ``h_B`` (views, n_bags, d);
         ``blocked`` attention mask (True = other bag); ``pool`` (views, n_bags, n_sent) bag membership.
         -> ``h_E_att``, ``h_S_att`` (views, n_sent, d), ``h_B_att`` (views, n_bags, d), bag-level weights
         (views, n_sent, n_sent).
@@ -258,7 +259,8 @@ class HiCLRE(BertAtt):
         ``b = α h_S`` (the shares of eq. 3); ``b⁺ = b + A(h_S, h_E, b)``, ``h_S⁺ = h_S + A(b, h_E, h_S)``,
         ``h_E⁺ = h_E + A(b, h_S, h_E)`` with ``A(Q, K, V) = softmax(Q Kᵀ) V`` inside each group; the bag is
         ``(Σ b⁺ + Σ α⁺ h_S⁺) / 2`` with ``α⁺`` the gold query's selective attention over ``h_S⁺``.
-        ``h_E``, ``h_S`` (n_sent, d), ``alpha``/``membership`` (G, n_sent) -> (G, n_sent, d) x2, (G, d).
+        ``h_E``, ``h_S`` (n_sent, d) or (G, n_sent, d) (a group's own rows, :func:`pack_groups`),
+        ``alpha``/``membership`` (G, n_sent) -> (G, n_sent, d) x2, (G, d).
         """
         allowed = membership.unsqueeze(2) & membership.unsqueeze(1)  # (G, n_sent, n_sent)
         allowed = allowed | torch.eye(membership.shape[1], dtype=torch.bool, device=allowed.device)
@@ -289,21 +291,28 @@ class HiCLRE(BertAtt):
         n_bags = batch["bag_labels"].shape[0]
         membership, labels, bag_rows = training_groups(batch, self.config.training_bags)  # (G, n_sent)
         h_B, alpha = selective_attention(self.queries()[labels], h_S, membership)  # eqs. 3-5
-        if self.config.recontextualization and self.config.recipe == "released":
-            level_E, level_S, level_B = self.released_recontextualize(h_E, h_S, alpha, membership, labels)
-            group_index, sentence_index = membership.nonzero(as_tuple=True)
-        elif self.config.recontextualization:
-            allowed = membership.unsqueeze(2) & membership.unsqueeze(1)  # (G, n_sent, n_sent)
-            allowed = allowed | torch.eye(membership.shape[1], dtype=torch.bool, device=allowed.device)
-            blocked = (~allowed).repeat_interleave(self.config.heads, dim=0)  # (G * heads, n_sent, n_sent)
-            level_E, level_S, h_B_att, _ = self.recontextualize(
-                h_E, h_S, h_B.unsqueeze(1), alpha, blocked, membership.unsqueeze(1).to(h_S.dtype)
-            )
-            level_B = h_B_att.squeeze(1)  # (G, d)
-            group_index, sentence_index = membership.nonzero(as_tuple=True)  # rows of the entity/sentence levels
+        if self.config.recontextualization:
+            # each group reads only its own sentences: pack them to (G, m, d), m = the largest group, instead of
+            # attending over the whole batch's n_sent rows with a mask (the same values; m / n_sent the memory)
+            index, member = pack_groups(membership)  # (G, m)
+            E, S = h_E[index], h_S[index]  # (G, m, d)
+            shares = alpha.gather(1, index) * member  # (G, m): eq. 4's weights of the group's sentences
+            if self.config.recipe == "released":
+                level_E, level_S, level_B = self.released_recontextualize(E, S, shares, member, labels)
+            else:
+                allowed = member.unsqueeze(2) & member.unsqueeze(1)  # (G, m, m)
+                allowed = allowed | torch.eye(member.shape[1], dtype=torch.bool, device=allowed.device)
+                blocked = (~allowed).repeat_interleave(self.config.heads, dim=0)  # (G * heads, m, m)
+                level_E, level_S, h_B_att, _ = self.recontextualize(
+                    E, S, h_B.unsqueeze(1), shares, blocked, member.unsqueeze(1).to(h_S.dtype)
+                )
+                level_B = h_B_att.squeeze(1)  # (G, d)
+            group_index, position = member.nonzero(as_tuple=True)  # rows of the entity/sentence levels
+            sentence_index = index[group_index, position]
         else:
             level_E, level_S, level_B = h_E, h_S, h_B
-            group_index, sentence_index = None, torch.arange(h_S.shape[0], device=h_S.device)
+            group_index = position = None
+            sentence_index = torch.arange(h_S.shape[0], device=h_S.device)
         logits = self.classifier(self.dropout(level_B))  # (G, R), eq. 7
         task_loss = nn.functional.cross_entropy(logits.float(), labels)  # eq. 8
         output = {
@@ -322,7 +331,7 @@ class HiCLRE(BertAtt):
             def rows(level: str, tensor: torch.Tensor) -> torch.Tensor:
                 if level == "bag" or group_index is None:
                     return tensor
-                return tensor[group_index, sentence_index]  # (n_member_rows, d)
+                return tensor[group_index, position]  # (n_member_rows, d)
 
             losses = self.contrastive_losses(dense, rows, slots, task_loss)
             weights = self.config.lambdas
@@ -428,6 +437,16 @@ class HiCLRE(BertAtt):
             "scores": scores,
             "explanations": attention_explanations(relations, names, levels, membership, batch),
         }
+
+
+def pack_groups(membership: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``membership`` (G, n_sent) -> ``index`` (G, m): each group's sentences in batch order, then padding
+    (indices of sentences outside the group), and ``member`` (G, m), False on the padding; m = the largest group."""
+    counts = membership.sum(1)
+    width = int(counts.max()) if counts.numel() else 0
+    index = torch.argsort((~membership).to(torch.uint8), dim=1, stable=True)[:, :width]  # members first, in order
+    member = torch.arange(width, device=membership.device) < counts.unsqueeze(1)
+    return index, member
 
 
 def normalise_gradient(g: torch.Tensor, recipe: str) -> torch.Tensor:
