@@ -167,3 +167,65 @@ def test_hidden_states_alone_skip_the_attention_merge(encoder, documents) -> Non
         hidden, attention = encoder(input_ids, attention_mask, attentions=False)
         whole_hidden, _ = encoder(input_ids, attention_mask)
     assert attention is None and torch.allclose(hidden, whole_hidden, atol=1e-5)
+
+
+# ---------------------------------------------------------------- dropout and attention
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inverted_dropout_drops_p_keeps_the_rest_scaled_and_masks_the_gradient(dtype) -> None:
+    from hiere.encoders.transformer import inverted_dropout
+
+    x = torch.full((400, 1000), 2.0, dtype=dtype, requires_grad=True)
+    torch.manual_seed(3)
+    y = inverted_dropout(x, 0.1)
+    assert y.dtype == dtype and y.shape == x.shape
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.003  # 400,000 draws: 3 standard deviations are 0.0014
+    scale = 32768 / (32768 - round(0.1 * 32768))  # p = 3,277 / 32,768
+    kept = y[y != 0].float()
+    assert torch.allclose(kept, torch.full_like(kept, 2.0 * scale), rtol=4e-3)
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, y != 0)  # the same mask, forward and backward
+    assert torch.allclose(x.grad[x.grad != 0].float(), torch.full_like(kept, scale), rtol=4e-3)
+    torch.manual_seed(3)
+    assert torch.equal(inverted_dropout(x.detach(), 0.1), y.detach())  # seeded: reproducible
+    assert inverted_dropout(x, 0.1, training=False) is x and inverted_dropout(x, 0.0) is x
+    assert torch.count_nonzero(inverted_dropout(x, 1.0)) == 0
+
+
+def test_inverted_dropout_decisions_are_independent_across_the_64_bit_draws() -> None:
+    from hiere.encoders.transformer import inverted_dropout
+
+    torch.manual_seed(0)
+    y = inverted_dropout(torch.ones(200_000, 4), 0.5)  # each row is one 64-bit draw's four decisions
+    rates = (y == 0).float().mean(dim=0)
+    assert torch.allclose(rates, torch.full((4,), 0.5), atol=0.006)  # every 16-bit lane, sign bit included
+    both = ((y[:, 0] == 0) & (y[:, 3] == 0)).float().mean()
+    assert abs(both.item() - 0.25) < 0.006
+
+
+def test_hiere_attention_is_eager_arithmetic_and_the_model_has_no_torch_dropout(encoder, documents) -> None:
+    from hiere.encoders.transformer import Dropout
+
+    class Eager(TransformerEncoder):
+        attention_implementation = "eager"
+
+    eager = Eager("default", max_length=96, window_overlap=24, pretrained=True).eval()
+    assert encoder.transformer.config._attn_implementation == "hiere"
+    assert not any(type(module) is torch.nn.Dropout for module in encoder.transformer.modules())
+    assert any(isinstance(module, Dropout) for module in encoder.transformer.modules())
+    doc = documents[0]
+    texts = [encoder.tokenize(doc.tokens[:60]).input_ids, encoder.tokenize(doc.tokens[:20]).input_ids]
+    ids, mask = encoder.collate(texts)
+    with torch.no_grad():
+        hidden, attention = encoder(ids, mask)
+        eager_hidden, eager_attention = eager(ids, mask)
+    assert torch.allclose(hidden, eager_hidden, atol=1e-5)
+    assert torch.allclose(attention, eager_attention, atol=1e-6)  # padding keys get no attention in both
+    assert attention[1, :, :, int(mask[1].sum()):].abs().max() == 0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low_hidden, low_attention = encoder(ids, mask)
+    assert low_attention.dtype == torch.float32  # the heads read float32 maps
+    assert torch.allclose(low_attention, eager_attention, atol=0.03)
+    assert torch.allclose(low_hidden.float(), eager_hidden, atol=0.15)

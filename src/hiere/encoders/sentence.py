@@ -27,7 +27,7 @@ from hiere.data.vocab import Vocab
 from hiere.encoders.cnn import CNNEncoder, collate_sentences, sentence_features
 from hiere.encoders.glove import DEFAULT as GLOVE_DEFAULT
 from hiere.encoders.transformer import DEFAULT as TRANSFORMER_DEFAULT
-from hiere.encoders.transformer import TransformerEncoder
+from hiere.encoders.transformer import FUSED_ATTENTION, TransformerEncoder
 from hiere.errors import HiereConfigError
 
 SENTENCE_POOLINGS = ("paper", "entity_start")
@@ -96,10 +96,11 @@ class TransformerSentenceEncoder(TransformerEncoder):
       vectors of size ``2d``.
 
     ``entity_markers`` (paper pooling only) adds the encoder's ``*`` marker around both entities. No head reads
-    the attention maps, so the encoder runs Hugging Face's fused ``sdpa`` attention.
+    the attention maps, so the encoder runs :func:`~hiere.encoders.transformer.fused_attention` (Hugging Face's
+    fused ``sdpa``; hiere's unfused attention in CPU training, where it is faster).
     """
 
-    attention_implementation = "sdpa"
+    attention_implementation = FUSED_ATTENTION
 
     def __init__(self, source: str | Path = TRANSFORMER_DEFAULT, model_dir: str | Path | None = None,
                  max_length: int = 128, pooling: str = "paper", entity_markers: bool = False,

@@ -30,6 +30,9 @@ from torch import nn
 from hiere.errors import HiereConfigError, HiereInputError
 
 WINDOW_GROUP = 8  # windows per transformer call when no gradient is needed (prediction, dev scoring)
+ATTENTION = "hiere"  # Hugging Face attention implementation registered below: eager's maps, cheaper dropout
+FUSED_ATTENTION = "hiere_sdpa"  # registered below: Hugging Face's sdpa, :func:`attention` where sdpa is slower
+MAP_ATTENTIONS = (ATTENTION, "eager")  # implementations that return the attention maps
 
 DEFAULT = "default"
 ASSET_FOLDER = "encoder"
@@ -50,6 +53,124 @@ def resolve_source(source: str | Path = DEFAULT) -> Path:
             "not a local Hugging Face model folder (no config.json); `default` is MiniLM",
         )
     return folder
+
+
+# ---------------------------------------------------------------- dropout and attention
+
+_BITS = 15  # random bits per dropout decision: p is kept to 1 / 32,768
+
+
+def inverted_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Inverted dropout, ``x * keep / P(keep)``, the same in law as ``nn.functional.dropout`` (p to 1/32,768).
+
+    On CPU each keep decision is 15 random bits, four elements per 64-bit draw: torch's CPU ``bernoulli_`` draws a
+    32-bit number per element serially, which made dropout the largest single cost of a document model's training
+    step (the ``heads x seq²`` attention maps of every layer). The decisions become a 0/1 mask without a ``bool``
+    tensor (bf16's masked ops are not vectorised on CPU; its multiplies are): for 16-bit inputs the mask is kept in
+    the input's dtype, for others as ``bool``. Seeded by torch's generator like every other random op, so a run is
+    reproducible. Elsewhere (CUDA) it is ``nn.functional.dropout``.
+    """
+    if not training or p <= 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return nn.functional.dropout(x, p, training=True)
+    dropped = round(p * 2**_BITS)
+    count = x.numel()
+    bits = torch.empty((count + 3) // 4, dtype=torch.int64).random_(-(2**63), None)  # all 64 bits uniform
+    # u = 15 bits of each int16; (u - dropped) >> 15 is -1 where u < dropped (drop) and 0 elsewhere; + 1 -> 0/1
+    keep = bits.view(torch.int16)[:count].bitwise_and_(2**_BITS - 1).sub_(dropped).bitwise_right_shift_(_BITS).add_(1)
+    scale = 2**_BITS / (2**_BITS - dropped)
+    if x.element_size() == 2:
+        return _KeepScale.apply(x, keep.view(x.shape).to(x.dtype), scale)
+    return _KeepScale.apply(x, keep.view(x.shape).bool(), scale)
+
+
+class _KeepScale(torch.autograd.Function):
+    """``y = x * keep * scale`` with ``keep`` a 0/1 mask (in ``x``'s dtype, or ``bool``); the gradient is masked and
+    scaled the same way."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return _keep_scale(x, keep, scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (keep,) = ctx.saved_tensors
+        return _keep_scale(grad, keep, ctx.scale), None, None
+
+
+def _keep_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    if keep.dtype == torch.bool:
+        return torch.where(keep, x * scale, 0.0)
+    return (x * keep.to(x.dtype)).mul_(scale)
+
+
+class Dropout(nn.Module):
+    """:func:`inverted_dropout` as a module, put in place of each ``nn.Dropout`` by :meth:`TransformerEncoder._build`."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return inverted_dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def attention(
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0, **_: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hugging Face's eager attention, ``softmax(q k^T * scaling + mask) v``, returning the (dropped-out) maps as
+    eager does, with the ``heads x seq²`` map kept in the compute dtype throughout.
+
+    Eager adds the float32 mask to the bfloat16 scores under autocast, so softmax, dropout and a cast back ran on
+    a float32 copy of every map; here the mask is cast instead (clamped to the dtype's range, so a masked score
+    stays finite) and the map is scaled and masked in place. The scores reaching softmax are the same numbers;
+    softmax accumulates in float32 either way. Dropout is :func:`inverted_dropout`. In float32 it is eager's arithmetic.
+    """
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(2, 3)).mul_(scaling)
+    if attention_mask is not None:
+        bound = torch.finfo(scores.dtype).min
+        if attention_mask.dtype == torch.bool:  # sdpa's mask: True = attend
+            additive = torch.zeros(attention_mask.shape, dtype=scores.dtype, device=scores.device)
+            scores = scores.add_(additive.masked_fill_(~attention_mask, bound))
+        else:
+            scores = scores.add_(attention_mask.clamp_min(bound).to(scores.dtype))
+    weights = torch.softmax(scores, dim=-1)
+    weights = inverted_dropout(weights, dropout, module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+def fused_attention(
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0, **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Hugging Face's ``sdpa`` attention (no maps), except in CPU training with dropout or in bfloat16, where torch's
+    sdpa runs unfused with ``bernoulli_`` dropout (or a slow bfloat16 backward) and :func:`attention` is faster."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    slow = dropout > 0.0 or query.dtype != torch.float32
+    if module.training and query.device.type == "cpu" and slow and torch.is_grad_enabled():
+        return attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout)[0], None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+
+
+def _register_attention() -> None:
+    """Make :func:`attention` and :func:`fused_attention` known to Hugging Face (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(ATTENTION, attention)
+    AttentionMaskInterface.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])  # eager's additive mask
+    AttentionInterface.register(FUSED_ATTENTION, fused_attention)
+    AttentionMaskInterface.register(FUSED_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])  # sdpa's boolean mask
 
 
 @dataclass
@@ -77,11 +198,13 @@ class EncodedBatch:
 class TransformerEncoder(nn.Module):
     """A Hugging Face encoder with its tokenizer, entity markers and windows for long inputs.
 
-    ``attention_implementation`` is Hugging Face's: ``eager`` returns the attention maps the document models
-    read (ATLOP's localized context); a subclass that never asks for them can use ``sdpa`` (fused attention).
+    ``attention_implementation`` is Hugging Face's name for it: hiere's :func:`attention` (eager's arithmetic)
+    returns the attention maps the document models read (ATLOP's localized context); a subclass that never asks
+    for them can use :func:`fused_attention` (``sdpa`` where it is faster). Every ``nn.Dropout`` of the model
+    becomes :class:`Dropout`.
     """
 
-    attention_implementation = "eager"
+    attention_implementation = ATTENTION
     _attention_from_hook = True  # False once a model's attention module was seen to return no maps
 
     def __init__(
@@ -125,15 +248,20 @@ class TransformerEncoder(nn.Module):
         hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not worth a warning
         hf_logging.disable_progress_bar()
         try:
-            return self._build_model(folder, pretrained)
+            model = self._build_model(folder, pretrained)
         finally:
             hf_logging.set_verbosity(verbosity)
             if progress:
                 hf_logging.enable_progress_bar()
+        for name, child in list(model.named_modules()):
+            if isinstance(child, nn.Dropout):
+                model.set_submodule(name, Dropout(child.p))
+        return model
 
     def _build_model(self, folder: Path, pretrained: bool) -> nn.Module:
         from transformers import AutoModel
 
+        _register_attention()
         options: dict[str, Any] = {"attn_implementation": self.attention_implementation}
         try:  # BERT/RoBERTa pooler is never used: leaving it out keeps DDP free of unused parameters
             if pretrained:
@@ -220,19 +348,19 @@ class TransformerEncoder(nn.Module):
         Returns ``hidden (batch, seq, hidden)`` and the last layer's ``attention (batch, heads, seq, seq)``;
         with ``attention_rows = (row_batch, row_position)`` (n,) only those rows of it, ``(n, heads, seq)`` (what
         the mention heads read: a long document never builds its ``heads x seq²`` map). ``attentions=False``:
-        ``None`` instead. ``None`` (the default): attention where the implementation computes it (``eager``).
+        ``None`` instead. ``None`` (the default): attention where the implementation computes it (hiere's, ``eager``).
         Only the last layer's attention is kept, never every layer's.
         """
         if attentions is None:
-            attentions = self.attention_implementation == "eager"
-        elif attentions and self.attention_implementation != "eager":
+            attentions = self.attention_implementation in MAP_ATTENTIONS
+        elif attentions and self.attention_implementation not in MAP_ATTENTIONS:
             raise HiereConfigError(f"{type(self).__name__} runs {self.attention_implementation} attention, "
                                    "which returns no attention maps")
         if input_ids.shape[1] <= self.max_length:
             hidden, attention = self._encode(input_ids, attention_mask, attentions)
             if attention is not None and attention_rows is not None:
                 attention = attention[attention_rows[0], :, attention_rows[1]]  # (n, heads, seq)
-            return hidden, attention
+            return hidden, (attention.float() if attention is not None else None)  # heads read float32 maps
         if attentions and attention_rows is None:
             return self._forward_windows(input_ids, attention_mask)
         return self._forward_window_rows(input_ids, attention_mask, attention_rows if attentions else None)
