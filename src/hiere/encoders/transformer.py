@@ -108,7 +108,7 @@ def _keep_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tens
 
 
 class Dropout(nn.Module):
-    """:func:`inverted_dropout` as a module, put in place of each ``nn.Dropout`` by :meth:`TransformerEncoder._build`."""
+    """:func:`inverted_dropout` as a module (:meth:`TransformerEncoder._build` swaps it in for ``nn.Dropout``)."""
 
     def __init__(self, p: float):
         super().__init__()
