@@ -200,7 +200,7 @@ def test_inverted_dropout_decisions_are_independent_across_the_64_bit_draws() ->
     torch.manual_seed(0)
     y = inverted_dropout(torch.ones(200_000, 4), 0.5)  # each row is one 64-bit draw's four decisions
     rates = (y == 0).float().mean(dim=0)
-    assert torch.allclose(rates, torch.full((4,), 0.5), atol=0.006)  # every 16-bit lane, sign bit included
+    assert torch.allclose(rates, torch.full((4,), 0.5), atol=0.006)  # each of the draw's four 16-bit lanes
     both = ((y[:, 0] == 0) & (y[:, 3] == 0)).float().mean()
     assert abs(both.item() - 0.25) < 0.006
 
